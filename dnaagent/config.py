@@ -1,0 +1,337 @@
+"""One typed configuration for the whole agent.
+
+The configuration is read from a TOML file (``/etc/dnaagent/dnaagent.toml`` by
+default) and every key can be overridden on the command line as
+``--SECTION-KEY VALUE`` (for example ``--control-port 4080``). Every value is
+validated when the agent starts; a bad one raises :class:`ConfigError` naming
+the key, which the command line turns into one clear line for the operator.
+
+The built-in defaults send nothing off the machine: link-local discovery,
+scheduled tests and probing are off until a configuration turns them on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnaagent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
+DEFAULT_STATE_DIR = "/var/lib/dnaagent"
+
+Check = Callable[[Any], str | None]
+
+
+def _key(default: Any, help: str, check: Check | None = None) -> Any:
+    """Declare one configuration key with its default, help text and check."""
+    factory: Callable[[], Any]
+    if isinstance(default, list):
+        value = list(default)
+        factory = lambda: list(value)  # noqa: E731
+        return field(default_factory=factory, metadata={"help": help, "check": check})
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _between(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if not lo <= v <= hi:
+            return f"must be between {lo:g} and {hi:g}, not {v!r}"
+        return None
+
+    return check
+
+
+def _port(v: int) -> str | None:
+    if not 0 <= v <= 65535:
+        return f"must be a port number from 0 to 65535, not {v}"
+    return None
+
+
+def _ip(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return f"must be an IPv4 or IPv6 address, not {v!r}"
+    return None
+
+
+def _loopback(v: str) -> str | None:
+    problem = _ip(v)
+    if problem:
+        return problem
+    if not ipaddress.ip_address(v).is_loopback:
+        return f"must be a loopback address (the control API has no authentication), not {v}"
+    return None
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: str) -> str | None:
+        if v not in choices:
+            return f"must be one of {', '.join(choices)}, not {v!r}"
+        return None
+
+    return check
+
+
+def _nonempty_names(v: list[str]) -> str | None:
+    for item in v:
+        if not item.strip():
+            return "must not contain empty names"
+    return None
+
+
+@dataclass
+class AgentSection:
+    """Where the agent keeps its state and how it logs."""
+
+    state_dir: str = _key(DEFAULT_STATE_DIR, "directory for the results store and keys")
+    log_level: str = _key(
+        "info", "least severe log level written", _one_of("debug", "info", "warn", "error")
+    )
+
+
+@dataclass
+class ControlSection:
+    """The local control API used by dnactl."""
+
+    enabled: bool = _key(True, "serve the control API")
+    host: str = _key("127.0.0.1", "loopback address of the control API", _loopback)
+    port: int = _key(4080, "TCP port of the control API (0 picks a free port)", _port)
+
+
+@dataclass
+class MediatorSection:
+    """How the Mediator runs tests."""
+
+    test_timeout: float = _key(10.0, "seconds a test may run before it is stopped", _between(0.1, 3600))
+
+
+@dataclass
+class ScheduleSection:
+    """Autonomous runs of test modules by the Mediator."""
+
+    enabled: bool = _key(False, "run the modules below on a schedule (off: nothing is sent unasked)")
+    modules: list[str] = _key(["local"], "modules run on the schedule", _nonempty_names)
+    interval: float = _key(300.0, "seconds between two scheduled runs of a module", _between(1, 86400 * 7))
+    jitter: float = _key(0.1, "random share of the interval added or taken away", _between(0, 0.5))
+
+
+@dataclass
+class StoreSection:
+    """The results store (SQLite in the state directory)."""
+
+    retention_days: float = _key(30.0, "days of result history kept", _between(0.001, 3650))
+    max_rows: int = _key(200_000, "most result rows kept", _between(100, 100_000_000))
+
+
+@dataclass
+class LocalSection:
+    """The local test module."""
+
+    nic: str = _key("", "network interface tested (empty: the one of the default route)")
+    well_known_hosts: list[str] = _key(
+        [], "hosts pinged by PingWellKnownHosts (empty: the test is skipped)", _nonempty_names
+    )
+    well_known_failures: int = _key(
+        1, "unreachable well-known hosts that make PingWellKnownHosts fail", _between(1, 1000)
+    )
+    dns_lookup_name: str = _key(
+        ".", "name looked up by DNSConfiguration ('.' asks the resolver for the root NS)"
+    )
+    dns_reverse_lookup: bool = _key(False, "DNSConfiguration also looks up the NIC's address in reverse")
+    ping_timeout: float = _key(1.0, "seconds to wait for one ping reply", _between(0.05, 60))
+    hosts_file: str = _key("/etc/hosts", "hosts file checked by HostsFile")
+    resolv_conf: str = _key("/etc/resolv.conf", "resolver configuration read by DNSConfiguration")
+
+
+@dataclass
+class Config:
+    """The agent's whole configuration; one attribute per TOML section."""
+
+    agent: AgentSection = field(default_factory=AgentSection)
+    control: ControlSection = field(default_factory=ControlSection)
+    mediator: MediatorSection = field(default_factory=MediatorSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    local: LocalSection = field(default_factory=LocalSection)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """Return the configuration as nested plain dictionaries."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What the schema knows of one key: where it lives, its type and help."""
+
+    section: str
+    name: str
+    type: type
+    default: Any
+    help: str
+    check: Check | None
+
+    @property
+    def dotted(self) -> str:
+        """The key as ``section.name``."""
+        return f"{self.section}.{self.name}"
+
+    @property
+    def option(self) -> str:
+        """The command-line option that overrides it, without dashes."""
+        return f"{self.section}-{self.name}".replace("_", "-")
+
+
+_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "list[str]": list}
+
+
+def keys() -> Iterator[KeyInfo]:
+    """Yield every configuration key of the schema in declaration order."""
+    for section in dataclasses.fields(Config):
+        section_cls = section.default_factory  # type: ignore[misc]
+        for f in dataclasses.fields(section_cls):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            yield KeyInfo(
+                section=section.name,
+                name=f.name,
+                type=_TYPES[str(f.type)],
+                default=default,
+                help=f.metadata["help"],
+                check=f.metadata["check"],
+            )
+
+
+def _coerce(info: KeyInfo, value: Any, from_text: bool) -> Any:
+    """Turn ``value`` into the key's type, or raise :class:`ConfigError`."""
+    key = info.dotted
+    t = info.type
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        if t is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(key, f"must be true or false, not {value!r}")
+        if t is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise ConfigError(key, f"must be a whole number, not {value!r}") from None
+        if t is float:
+            try:
+                return float(text)
+            except ValueError:
+                raise ConfigError(key, f"must be a number, not {value!r}") from None
+        if t is list:
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+    if t is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, not {value!r}")
+        return value
+    if t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be a whole number, not {value!r}")
+        return value
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"must be a number, not {value!r}")
+        return float(value)
+    if t is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, not {value!r}")
+        return list(value)
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {value!r}")
+    return value
+
+
+def _apply(config: Config, info: KeyInfo, value: Any, from_text: bool) -> None:
+    value = _coerce(info, value, from_text)
+    if info.check is not None:
+        problem = info.check(value)
+        if problem:
+            raise ConfigError(info.dotted, problem)
+    setattr(getattr(config, info.section), info.name, value)
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    must_exist: bool = False,
+) -> Config:
+    """Build a validated :class:`Config`.
+
+    ``path`` is a TOML file; when it does not exist the embedded defaults are
+    used unless ``must_exist`` is true. ``overrides`` maps ``section.name`` to
+    values given on the command line (strings are parsed into the key's type).
+    Raises :class:`ConfigError` naming the first bad key.
+    """
+    schema = {info.dotted: info for info in keys()}
+    sections = {info.section for info in schema.values()}
+    config = Config()
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            if must_exist:
+                raise ConfigError("", f"configuration file {os.fspath(path)} does not exist") from None
+            data = {}
+        except PermissionError:
+            raise ConfigError("", f"configuration file {os.fspath(path)} is not readable") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("", f"{os.fspath(path)} is not valid TOML: {e}") from None
+        for section, body in data.items():
+            if section not in sections:
+                raise ConfigError(section, f"unknown section (known: {', '.join(sorted(sections))})")
+            if not isinstance(body, dict):
+                raise ConfigError(section, "must be a table ([section])")
+            for name, value in body.items():
+                info = schema.get(f"{section}.{name}")
+                if info is None:
+                    known = sorted(i.name for i in schema.values() if i.section == section)
+                    raise ConfigError(
+                        f"{section}.{name}", f"unknown key (known in [{section}]: {', '.join(known)})"
+                    )
+                _apply(config, info, value, from_text=False)
+    for dotted, value in (overrides or {}).items():
+        info = schema.get(dotted)
+        if info is None:
+            raise ConfigError(dotted, "unknown key")
+        _apply(config, info, value, from_text=True)
+    return config
+
+
+def render_defaults() -> str:
+    """Return a commented TOML file that spells out every key and its default."""
+    lines = ["# dnaagent configuration: every key with its built-in default.", ""]
+    section = None
+    for info in keys():
+        if info.section != section:
+            if section is not None:
+                lines.append("")
+            section = info.section
+            lines.append(f"[{section}]")
+        lines.append(f"# {info.help}")
+        lines.append(f"{info.name} = {_toml_value(info.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -24,6 +24,8 @@ from dnaagent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
 DEFAULT_STATE_DIR = "/var/lib/dnaagent"
+# In the state directory: where the running agent's control API listens.
+CONTROL_FILE = "control.json"
 
 Check = Callable[[Any], str | None]
 
@@ -70,15 +72,6 @@ def _loopback(v: str) -> str | None:
     return None
 
 
-def _one_of(*choices: str) -> Check:
-    def check(v: str) -> str | None:
-        if v not in choices:
-            return f"must be one of {', '.join(choices)}, not {v!r}"
-        return None
-
-    return check
-
-
 def _nonempty_names(v: list[str]) -> str | None:
     for item in v:
         if not item.strip():
@@ -88,12 +81,9 @@ def _nonempty_names(v: list[str]) -> str | None:
 
 @dataclass
 class AgentSection:
-    """Where the agent keeps its state and how it logs."""
+    """Where the agent keeps its state."""
 
     state_dir: str = _key(DEFAULT_STATE_DIR, "directory for the results store and keys")
-    log_level: str = _key(
-        "info", "least severe log level written", _one_of("debug", "info", "warn", "error")
-    )
 
 
 @dataclass
@@ -312,9 +302,11 @@ def load(
     return config
 
 
-def render_defaults() -> str:
-    """Return a commented TOML file that spells out every key and its default."""
-    lines = ["# dnaagent configuration: every key with its built-in default.", ""]
+def render(cfg: Config | None = None) -> str:
+    """Return a commented TOML file with every key (of ``cfg``, else the defaults)."""
+    values = (cfg or Config()).as_dict()
+    title = "effective configuration" if cfg is not None else "every key with its built-in default"
+    lines = [f"# dnaagent configuration: {title}.", ""]
     section = None
     for info in keys():
         if info.section != section:
@@ -323,7 +315,7 @@ def render_defaults() -> str:
             section = info.section
             lines.append(f"[{section}]")
         lines.append(f"# {info.help}")
-        lines.append(f"{info.name} = {_toml_value(info.default)}")
+        lines.append(f"{info.name} = {_toml_value(values[info.section][info.name])}")
     return "\n".join(lines) + "\n"
 
 

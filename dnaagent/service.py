@@ -1,0 +1,193 @@
+"""The agent's service tree: everything ``twistd dnaagent`` runs.
+
+:class:`AgentService` opens the state directory and the results store, loads
+the test modules into the Mediator, schedules them when the configuration
+says so, and serves the control API on loopback. Everything that can fail
+because of the host (state directory not writable, port taken) fails in
+:meth:`AgentService.prepare`, before the reactor runs, with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from dnaagent import __version__
+from dnaagent.config import CONTROL_FILE, Config
+from dnaagent.control.agent_routes import install_agent_routes
+from dnaagent.control.api import JsonApi, make_site
+from dnaagent.errors import DnaAgentError, StoreError
+from dnaagent.mediator.mediator import Mediator
+from dnaagent.mediator.scheduler import Scheduler
+from dnaagent.mediator.store import ResultsStore
+from dnaagent.mediator.triggers import Triggers
+from dnaagent.modules.registry import load_modules
+
+
+class AgentService(MultiService):
+    """The root service of one agent."""
+
+    log = Logger()
+
+    def __init__(self, cfg: Config, reactor: Any) -> None:
+        super().__init__()
+        self.config = cfg
+        self.reactor = reactor
+        self.state_dir = os.path.abspath(cfg.agent.state_dir)
+        self.started_at: float | None = None
+        self.store: ResultsStore | None = None
+        self.triggers = Triggers()
+        self.mediator: Mediator | None = None
+        self.scheduler: Scheduler | None = None
+        self.api = JsonApi()
+        self.control_port: IListeningPort | None = None
+
+    def prepare(self) -> None:
+        """Open state, load modules and bind the control port.
+
+        Raises :class:`DnaAgentError` with an operator-readable message.
+        """
+        try:
+            os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create state directory {self.state_dir}: {e.strerror}") from e
+        if not os.access(self.state_dir, os.W_OK | os.X_OK):
+            raise StoreError(f"state directory {self.state_dir} is not writable")
+        self.store = ResultsStore(
+            os.path.join(self.state_dir, "results.sqlite"),
+            retention_days=self.config.store.retention_days,
+            max_rows=self.config.store.max_rows,
+        )
+        self.mediator = Mediator(
+            self.reactor,
+            self.store,
+            self.triggers,
+            default_timeout=self.config.mediator.test_timeout,
+        )
+        for module in load_modules(self.config, self.reactor):
+            self.mediator.register(module)
+        if self.config.schedule.enabled:
+            for name in self.config.schedule.modules:
+                self.mediator.module(name)  # unknown name: clear error now
+            self.scheduler = Scheduler(
+                self.mediator,
+                self.reactor,
+                self.config.schedule.modules,
+                self.config.schedule.interval,
+                self.config.schedule.jitter,
+            )
+            self.scheduler.setServiceParent(self)
+        install_agent_routes(self.api, self)
+        if self.config.control.enabled:
+            self._listen_control()
+
+
+    def _listen_control(self) -> None:
+        host, port = self.config.control.host, self.config.control.port
+        try:
+            self.control_port = self.reactor.listenTCP(
+                port, make_site(self.api), interface=host
+            )
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise DnaAgentError(
+                f"control API cannot listen on {host}:{port}: {reason} "
+                "(another dnaagent running? choose another with --control-port)"
+            ) from None
+        actual = self.control_port.getHost().port
+        self._write_control_file(host, actual)
+
+    def _write_control_file(self, host: str, port: int) -> None:
+        """Tell dnactl where the API is (useful with --control-port 0)."""
+        path = os.path.join(self.state_dir, CONTROL_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"host": host, "port": port, "pid": os.getpid()}, f)
+        os.replace(tmp, path)
+
+    def control_url(self) -> str | None:
+        """The base URL of the control API, once it listens."""
+        if self.control_port is None:
+            return None
+        addr = self.control_port.getHost()
+        host = f"[{addr.host}]" if ":" in addr.host else addr.host
+        return f"http://{host}:{addr.port}"
+
+    def startService(self) -> None:
+        """Start the children and say where the agent can be reached."""
+        self.started_at = time.time()
+        super().startService()
+        self.log.info(
+            "dnaagent {version} started: state in {state}, control API at {url}, "
+            "schedule {schedule}",
+            version=__version__,
+            state=self.state_dir,
+            url=self.control_url() or "off",
+            schedule="on" if self.scheduler else "off",
+        )
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        """Stop the children, close the control port and the store."""
+        try:
+            yield super().stopService()
+        except Exception:
+            self.log.failure("a service failed to stop")
+        if self.control_port is not None:
+            try:
+                yield self.control_port.stopListening()
+            except Exception:
+                self.log.failure("closing the control API failed")
+            try:
+                os.unlink(os.path.join(self.state_dir, CONTROL_FILE))
+            except OSError:
+                pass
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def status(self) -> dict[str, Any]:
+        """What ``dnactl status`` shows."""
+        assert self.mediator is not None
+        latest = self.mediator.latest()
+        summary: dict[str, int] = {"ok": 0, "warning": 0, "error": 0, "skipped": 0}
+        for r in latest:
+            summary[r.status.value] += 1
+        now = time.time()
+        schedule: dict[str, Any] = {"enabled": self.scheduler is not None}
+        if self.scheduler is not None:
+            schedule.update(
+                modules=self.scheduler.modules,
+                interval=self.scheduler.interval,
+                jitter=self.scheduler.jitter,
+                next_run_in={
+                    m: max(0.0, t - self.reactor.seconds())
+                    for m, t in self.scheduler.next_runs().items()
+                },
+                runs=self.scheduler.runs,
+                failures=self.scheduler.failures,
+            )
+        return {
+            "agent": "dnaagent",
+            "version": __version__,
+            "pid": os.getpid(),
+            "started": self.started_at,
+            "uptime": now - self.started_at if self.started_at else 0.0,
+            "state_dir": self.state_dir,
+            "modules": sorted(self.mediator.modules),
+            "schedule": schedule,
+            "active_runs": [a.to_json() for a in self.mediator.active],
+            "runs_completed": self.mediator.runs_completed,
+            "latest": summary,
+            "failing": [f"{r.module}.{r.test}" for r in latest if r.status.value == "error"],
+            "results_stored": self.store.count() if self.store else 0,
+            "events_fired": self.triggers.fired,
+        }

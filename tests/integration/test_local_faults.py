@@ -1,0 +1,176 @@
+"""The local test module against real faults made in network namespaces.
+
+Each test builds a healthy LAN (see :mod:`tests.integration.netns`), breaks one
+thing for real (a link, an address, a route, the DNS server), runs
+``dnactl run local --standalone --json`` inside the host namespace and checks
+that exactly the tests that should fail fail, and that their dependents are
+skipped naming the failed dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytest
+
+from .netns import (
+    DEFAULT_TESTS,
+    DEPENDENT_TESTS,
+    GATEWAY_V4,
+    HARDWARE_TESTS,
+    SERVER_V4,
+    UNREACHABLE_V4,
+    Lan,
+    explain,
+    statuses,
+    unavailable_reason,
+)
+
+_reason = unavailable_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = pytest.mark.integration
+
+Results = dict[str, dict[str, Any]]
+
+
+def expected(
+    base: str = "ok", skipped: Iterable[str] = ("PingWellKnownHosts",), **status: str
+) -> dict[str, str]:
+    """The status of every default test: ``base``, then ``skipped``, then ``status``."""
+    want = dict.fromkeys(DEFAULT_TESTS, base)
+    want.update(dict.fromkeys(skipped, "skipped"))
+    want.update(status)
+    return want
+
+
+def assert_statuses(results: Results, want: Mapping[str, str]) -> None:
+    """Every test has exactly the wanted status (one diff for all of them)."""
+    assert statuses(results) == dict(want), "\n" + explain(results)
+
+
+def assert_skipped_for(results: Results, tests: Iterable[str], dependency: str) -> None:
+    """``tests`` are skipped and their messages name ``dependency``."""
+    for name in tests:
+        result = results[name]
+        assert result["status"] == "skipped", explain(results)
+        assert dependency in result["message"], f"{name}: {result['message']!r}"
+
+
+def test_healthy_lan_passes_every_default_test(lan: Lan) -> None:
+    """A healthy LAN: the eight default tests run, all ok but PingWellKnownHosts.
+
+    With no well-known hosts configured PingWellKnownHosts is skipped.
+    """
+    results = lan.run_local()
+    assert sorted(results) == sorted(DEFAULT_TESTS)
+    assert_statuses(results, expected())
+    assert all(r["module"] == "local" for r in results.values())
+    assert all(r["duration"] >= 0 for r in results.values())
+
+
+def test_reachable_well_known_hosts_are_ok(lan: Lan) -> None:
+    """Well-known hosts that answer (gateway and a server behind it) make the test ok."""
+    results = lan.run_local(well_known_hosts=[GATEWAY_V4, SERVER_V4])
+    assert_statuses(results, expected(skipped=()))
+
+
+def test_nic_down_fails_nicstatus_and_skips_dependents(lan: Lan) -> None:
+    """An administratively down NIC fails NICStatus; the five dependents are skipped."""
+    lan.host.link_up(lan.nic, up=False)
+    results = lan.run_local()
+    assert results["NICStatus"]["status"] == "error", explain(results)
+    assert results["PingLocalHost"]["status"] == "ok", explain(results)
+    # A down link has no carrier either: NetConnectionStatus fails with it.
+    assert results["NetConnectionStatus"]["status"] == "error", explain(results)
+    assert_skipped_for(results, DEPENDENT_TESTS, "NICStatus")
+
+
+def test_no_carrier_fails_netconnectionstatus_only(lan: Lan) -> None:
+    """The far end of the veth down (no carrier): only NetConnectionStatus fails."""
+    lan.router.link_up(lan.peer, up=False)
+    results = lan.run_local()
+    assert_statuses(
+        results,
+        expected(base="ok", skipped=DEPENDENT_TESTS, NetConnectionStatus="error"),
+    )
+    assert_skipped_for(results, DEPENDENT_TESTS, "NetConnectionStatus")
+
+
+def test_loopback_down_fails_pinglocalhost(lan: Lan) -> None:
+    """Loopback down breaks the local TCP/IP check; the dependents are skipped."""
+    lan.host.link_up("lo", up=False)
+    results = lan.run_local()
+    assert_statuses(results, expected(skipped=DEPENDENT_TESTS, PingLocalHost="error"))
+    assert_skipped_for(results, DEPENDENT_TESTS, "PingLocalHost")
+
+
+def test_no_address_fails_ipconfiguration(lan: Lan) -> None:
+    """No address on the NIC: IPConfiguration and PingOwnIP fail."""
+    lan.host.ip("addr", "flush", "dev", lan.nic)
+    results = lan.run_local()
+    assert results["IPConfiguration"]["status"] == "error", explain(results)
+    assert results["PingOwnIP"]["status"] == "error", explain(results)
+    for name in HARDWARE_TESTS:
+        assert results[name]["status"] == "ok", explain(results)
+
+
+def test_gateway_outside_subnet_fails_ipconfiguration_only(lan: Lan) -> None:
+    """A default route via an on-link gateway in another subnet fails IPConfiguration."""
+    lan.host.ip("route", "del", "default")
+    lan.host.ip("route", "add", "default", "via", "203.0.113.1", "dev", lan.nic, "onlink")
+    results = lan.run_local()
+    assert_statuses(results, expected(IPConfiguration="error"))
+    assert "203.0.113.1" in results["IPConfiguration"]["message"], explain(results)
+
+
+def test_dead_dns_server_fails_dnsconfiguration_only(lan: Lan) -> None:
+    """DNSConfiguration is ok while dnsmasq runs and fails once it is killed."""
+    alive = lan.run_local()
+    assert alive["DNSConfiguration"]["status"] == "ok", explain(alive)
+    assert lan.dns is not None
+    lan.dns.kill()
+    dead = lan.run_local()
+    assert_statuses(dead, expected(DNSConfiguration="error"))
+
+
+def test_unreachable_well_known_hosts_fail(lan: Lan) -> None:
+    """Two unreachable well-known hosts with a threshold of one: PingWellKnownHosts error."""
+    results = lan.run_local(well_known_hosts=list(UNREACHABLE_V4[:2]), well_known_failures=1)
+    assert_statuses(results, expected(skipped=(), PingWellKnownHosts="error"))
+
+
+def test_unreachable_well_known_hosts_at_threshold_fail(lan: Lan) -> None:
+    """As many unreachable hosts as the threshold: PingWellKnownHosts error."""
+    hosts = [SERVER_V4, *UNREACHABLE_V4[:2]]
+    results = lan.run_local(well_known_hosts=hosts, well_known_failures=2)
+    assert_statuses(results, expected(skipped=(), PingWellKnownHosts="error"))
+
+
+def test_unreachable_well_known_hosts_below_threshold_warn(lan: Lan) -> None:
+    """Fewer unreachable hosts than the threshold: PingWellKnownHosts warning."""
+    hosts = [SERVER_V4, GATEWAY_V4, UNREACHABLE_V4[0]]
+    results = lan.run_local(well_known_hosts=hosts, well_known_failures=2)
+    assert_statuses(results, expected(skipped=(), PingWellKnownHosts="warning"))
+
+
+def test_link_local_address_only_fails_dhcplease_and_ipconfiguration(lan: Lan) -> None:
+    """Only an APIPA address (169.254/16): DHCPLease and IPConfiguration fail."""
+    lan.host.ip("addr", "flush", "dev", lan.nic)
+    lan.host.ip("addr", "add", "169.254.77.10/16", "dev", lan.nic)
+    results = lan.run_local()
+    assert results["DHCPLease"]["status"] == "error", explain(results)
+    assert results["IPConfiguration"]["status"] == "error", explain(results)
+    for name in HARDWARE_TESTS:
+        assert results[name]["status"] == "ok", explain(results)
+
+
+def test_ipv6_only_lan_passes_ipconfiguration(lan6: Lan) -> None:
+    """An IPv6-only host with a link-local default gateway passes IPConfiguration."""
+    results = lan6.run_local()
+    assert results["IPConfiguration"]["status"] == "ok", explain(results)
+    assert results["PingOwnIP"]["status"] == "ok", explain(results)
+    for name in HARDWARE_TESTS:
+        assert results[name]["status"] == "ok", explain(results)

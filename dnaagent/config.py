@@ -99,16 +99,22 @@ class ControlSection:
 class MediatorSection:
     """How the Mediator runs tests."""
 
-    test_timeout: float = _key(10.0, "seconds a test may run before it is stopped", _between(0.1, 3600))
+    test_timeout: float = _key(
+        10.0, "seconds a test may run before it is stopped", _between(0.1, 3600)
+    )
 
 
 @dataclass
 class ScheduleSection:
     """Autonomous runs of test modules by the Mediator."""
 
-    enabled: bool = _key(False, "run the modules below on a schedule (off: nothing is sent unasked)")
+    enabled: bool = _key(
+        False, "run the modules below on a schedule (off: nothing is sent unasked)"
+    )
     modules: list[str] = _key(["local"], "modules run on the schedule", _nonempty_names)
-    interval: float = _key(300.0, "seconds between two scheduled runs of a module", _between(1, 86400 * 7))
+    interval: float = _key(
+        300.0, "seconds between two scheduled runs of a module", _between(1, 86400 * 7)
+    )
     jitter: float = _key(0.1, "random share of the interval added or taken away", _between(0, 0.5))
 
 
@@ -134,7 +140,9 @@ class LocalSection:
     dns_lookup_name: str = _key(
         ".", "name looked up by DNSConfiguration ('.' asks the resolver for the root NS)"
     )
-    dns_reverse_lookup: bool = _key(False, "DNSConfiguration also looks up the NIC's address in reverse")
+    dns_reverse_lookup: bool = _key(
+        False, "DNSConfiguration also looks up the NIC's address in reverse"
+    )
     ping_timeout: float = _key(1.0, "seconds to wait for one ping reply", _between(0.05, 60))
     hosts_file: str = _key("/etc/hosts", "hosts file checked by HostsFile")
     resolv_conf: str = _key("/etc/resolv.conf", "resolver configuration read by DNSConfiguration")
@@ -275,7 +283,9 @@ def load(
                 data = tomllib.load(f)
         except FileNotFoundError:
             if must_exist:
-                raise ConfigError("", f"configuration file {os.fspath(path)} does not exist") from None
+                raise ConfigError(
+                    "", f"configuration file {os.fspath(path)} does not exist"
+                ) from None
             data = {}
         except PermissionError:
             raise ConfigError("", f"configuration file {os.fspath(path)} is not readable") from None
@@ -283,7 +293,9 @@ def load(
             raise ConfigError("", f"{os.fspath(path)} is not valid TOML: {e}") from None
         for section, body in data.items():
             if section not in sections:
-                raise ConfigError(section, f"unknown section (known: {', '.join(sorted(sections))})")
+                raise ConfigError(
+                    section, f"unknown section (known: {', '.join(sorted(sections))})"
+                )
             if not isinstance(body, dict):
                 raise ConfigError(section, "must be a table ([section])")
             for name, value in body.items():
@@ -291,7 +303,8 @@ def load(
                 if info is None:
                     known = sorted(i.name for i in schema.values() if i.section == section)
                     raise ConfigError(
-                        f"{section}.{name}", f"unknown key (known in [{section}]: {', '.join(known)})"
+                        f"{section}.{name}",
+                        f"unknown key (known in [{section}]: {', '.join(known)})",
                     )
                 _apply(config, info, value, from_text=False)
     for dotted, value in (overrides or {}).items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -25,6 +26,7 @@ from dnaagent.config import CONTROL_FILE, Config
 from dnaagent.control.agent_routes import install_agent_routes
 from dnaagent.control.api import JsonApi, make_site
 from dnaagent.errors import DnaAgentError, StoreError
+from dnaagent.mediator.interface import ITestModule
 from dnaagent.mediator.mediator import Mediator
 from dnaagent.mediator.scheduler import Scheduler
 from dnaagent.mediator.store import ResultsStore
@@ -33,12 +35,18 @@ from dnaagent.modules.registry import load_modules
 
 
 class AgentService(MultiService):
-    """The root service of one agent."""
+    """The root service of one agent.
+
+    ``modules`` replaces the built-in test modules (for tests and embedding).
+    """
 
     log = Logger()
 
-    def __init__(self, cfg: Config, reactor: Any) -> None:
+    def __init__(
+        self, cfg: Config, reactor: Any, modules: Sequence[ITestModule] | None = None
+    ) -> None:
         super().__init__()
+        self._modules = modules
         self.config = cfg
         self.reactor = reactor
         self.state_dir = os.path.abspath(cfg.agent.state_dir)
@@ -72,7 +80,10 @@ class AgentService(MultiService):
             self.triggers,
             default_timeout=self.config.mediator.test_timeout,
         )
-        for module in load_modules(self.config, self.reactor):
+        modules = self._modules
+        if modules is None:
+            modules = load_modules(self.config, self.reactor)
+        for module in modules:
             self.mediator.register(module)
         if self.config.schedule.enabled:
             for name in self.config.schedule.modules:
@@ -89,13 +100,10 @@ class AgentService(MultiService):
         if self.config.control.enabled:
             self._listen_control()
 
-
     def _listen_control(self) -> None:
         host, port = self.config.control.host, self.config.control.port
         try:
-            self.control_port = self.reactor.listenTCP(
-                port, make_site(self.api), interface=host
-            )
+            self.control_port = self.reactor.listenTCP(port, make_site(self.api), interface=host)
         except CannotListenError as e:
             reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
             raise DnaAgentError(

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from dnaagent import __version__, config
 from dnaagent.control import render
@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", metavar="DIR", help="the agent's state directory")
     parser.add_argument("--api", metavar="URL", help="control API URL, e.g. http://127.0.0.1:4080")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for the agent (60)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the agent (60)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -126,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("module", help="module name, e.g. local (see dnactl modules)")
-    p.add_argument("--tests", metavar="A,B", help="comma-separated tests instead of the default sequence")
+    p.add_argument(
+        "--tests", metavar="A,B", help="comma-separated tests instead of the default sequence"
+    )
     p.add_argument("--nic", metavar="IF", help="network interface to test (local module)")
     p.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="a module parameter"
@@ -138,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     json_flag(p)
     p = sub.add_parser("results", help="result history kept by the agent")
-    p.add_argument("--since", metavar="T", help="only newer results: 10m, 2h, 1d, epoch or ISO date")
+    p.add_argument(
+        "--since", metavar="T", help="only newer results: 10m, 2h, 1d, epoch or ISO date"
+    )
     p.add_argument("--module", metavar="M", help="only this module")
     p.add_argument("--test", metavar="T", help="only this test")
     p.add_argument("--limit", type=int, default=200, metavar="N", help="at most N results (200)")
@@ -296,9 +304,9 @@ def run_standalone(
     return [r.to_json() for r in outcome["results"]]
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"dnactl: {message}\n")
-    raise SystemExit(code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,11 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers = {"status": cmd_status, "modules": cmd_modules, "results": cmd_results}
         return handlers[args.command](client, args)
     except ControlError as e:
-        _fail(str(e), EXIT_UNAVAILABLE)
+        return _fail(str(e), EXIT_UNAVAILABLE)
     except ConfigError as e:
-        _fail(f"configuration error: {e}", EXIT_USAGE)
+        return _fail(f"configuration error: {e}", EXIT_USAGE)
     except (DnaAgentError, InvalidParameters) as e:
-        _fail(str(e), EXIT_USAGE)
+        return _fail(str(e), EXIT_USAGE)
     except BrokenPipeError:
         return EXIT_OK
 

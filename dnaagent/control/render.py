@@ -33,7 +33,9 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str], *, wrap_last: bo
     total = shutil.get_terminal_size((120, 24)).columns
     lead = sum(w + 2 for w in widths[:-1])
     last_width = max(30, total - lead) if wrap_last else 10_000
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:-1], widths, strict=False)) + "  " + header[-1]]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(header[:-1], widths, strict=False)) + "  " + header[-1]
+    ]
     for row in rows:
         cells = [c + " " * (w - len(_plain(c))) for c, w in zip(row[:-1], widths, strict=False)]
         text = row[-1]
@@ -95,7 +97,11 @@ def results_table(results: Sequence[Mapping[str, Any]], colour: bool, *, when: b
     rows = []
     for r in results:
         status = str(r["status"])
-        row = [str(r["test"]), paint(status.upper(), status, colour), duration(float(r["duration"]))]
+        row = [
+            str(r["test"]),
+            paint(status.upper(), status, colour),
+            duration(float(r["duration"])),
+        ]
         if when:
             row.insert(0, timestamp(float(r["started"])))
         row.append(str(r["message"]))

@@ -18,7 +18,7 @@ from typing import Any
 from zope.interface import Attribute, Interface
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How a test ended."""
 
     OK = "ok"

@@ -81,7 +81,9 @@ class Scheduler(Service):
         self._calls.pop(name, None)
         self._schedule(name, self.next_delay())
         if name in self._running:
-            self.log.warn("scheduled run of {module} skipped: the last one is still going", module=name)
+            self.log.warn(
+                "scheduled run of {module} skipped: the last one is still going", module=name
+            )
             return
         self._running.add(name)
         try:
@@ -101,4 +103,3 @@ class Scheduler(Service):
 
         d.addCallbacks(finished, failed)
         d.addBoth(lambda _: self._running.discard(name))
-

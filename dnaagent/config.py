@@ -102,6 +102,9 @@ class MediatorSection:
     test_timeout: float = _key(
         10.0, "seconds a test may run before it is stopped", _between(0.1, 3600)
     )
+    max_parallel: int = _key(
+        0, "most tests of one run going at once (0: no limit)", _between(0, 1000)
+    )
 
 
 @dataclass

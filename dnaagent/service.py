@@ -79,6 +79,7 @@ class AgentService(MultiService):
             self.store,
             self.triggers,
             default_timeout=self.config.mediator.test_timeout,
+            max_parallel=self.config.mediator.max_parallel,
         )
         modules = self._modules
         if modules is None:

@@ -284,7 +284,11 @@ def run_standalone(
     from dnaagent.tap import install_reactor
 
     reactor = install_reactor()
-    mediator = Mediator(reactor, default_timeout=cfg.mediator.test_timeout)
+    mediator = Mediator(
+        reactor,
+        default_timeout=cfg.mediator.test_timeout,
+        max_parallel=cfg.mediator.max_parallel,
+    )
     for mod in load_modules(cfg, reactor):
         mediator.register(mod)
     outcome: dict[str, Any] = {}

@@ -57,7 +57,11 @@ class ActiveRun:
 
 
 class Mediator:
-    """Runs test modules and records their results."""
+    """Runs test modules and records their results.
+
+    ``max_parallel`` caps how many tests of one run go at once (0: no cap;
+    1: one after the other in dependency order).
+    """
 
     log = Logger()
 
@@ -68,8 +72,10 @@ class Mediator:
         triggers: Triggers | None = None,
         *,
         default_timeout: float = 10.0,
+        max_parallel: int = 0,
     ) -> None:
         self.clock = clock
+        self.max_parallel = max_parallel
         self.store = store
         self.triggers = triggers if triggers is not None else Triggers()
         self.default_timeout = default_timeout
@@ -132,6 +138,8 @@ class Mediator:
         self.active.append(active)
         results: dict[str, TestResult] = {}
         finished: defer.Deferred[list[TestResult]] = defer.Deferred()
+        queue: list[str] = []  # ready, waiting for a free slot (max_parallel)
+        running: set[str] = set()
 
         def record(spec: TestSpec, outcome: Outcome, started: float) -> None:
             result = TestResult(
@@ -155,7 +163,10 @@ class Mediator:
                     Outcome.skipped(skip.message, dependency=skip.dependency),
                     self.clock.seconds(),
                 )
-            for name in names:
+            queue.extend(names)
+            while queue and (not self.max_parallel or len(running) < self.max_parallel):
+                name = queue.pop(0)
+                running.add(name)
                 self._start_test(run, by_name[name], done)
             if plan.done and not finished.called:
                 self.active.remove(active)
@@ -163,6 +174,7 @@ class Mediator:
                 finished.callback([results[n] for n in selection])
 
         def done(spec: TestSpec, outcome: Outcome, started: float) -> None:
+            running.discard(spec.name)
             record(spec, outcome, started)
             launch(*plan.finish(spec.name, outcome.status))
 

@@ -296,3 +296,28 @@ def test_run_plan_refuses_finishing_a_test_twice() -> None:
     assert plan.done
     with pytest.raises(ValueError):
         plan.finish("NIC", Status.OK)
+
+
+def test_max_parallel_one_runs_tests_one_after_the_other() -> None:
+    """With max_parallel=1 a test starts only when the previous one finished."""
+    gates = {n: defer.Deferred() for n in ("NIC", "Link", "Loopback", "Address", "Resolver")}
+    script = {name: (lambda d=d: d) for name, d in gates.items()}
+    mediator, module, _ = make(script)
+    mediator.max_parallel = 1
+    d = mediator.run("fake")
+    for i, name in enumerate(["NIC", "Link", "Loopback", "Address", "Resolver"]):
+        assert module.started == ["NIC", "Link", "Loopback", "Address", "Resolver"][: i + 1]
+        gates[name].callback(Outcome.ok("fine"))
+    assert d.called
+
+
+def test_max_parallel_two_caps_concurrency() -> None:
+    """With max_parallel=2 at most two tests are running at any time."""
+    gates = {n: defer.Deferred() for n in ("NIC", "Link", "Loopback")}
+    script = {name: (lambda d=d: d) for name, d in gates.items()}
+    mediator, module, _ = make(script)
+    mediator.max_parallel = 2
+    mediator.run("fake")
+    assert module.started == ["NIC", "Link"]
+    gates["Link"].callback(Outcome.ok("fine"))
+    assert module.started == ["NIC", "Link", "Loopback"]

@@ -1,0 +1,252 @@
+"""The iterative lookup as a pure state machine.
+
+A :class:`Lookup` is fed what happens to its requests (an answer with nodes, an
+answer with a value, a soft timeout, a failure) and returns the candidates to
+ask next; the node service sends the requests and runs the timers. Nothing is
+done in rounds: whenever a request finishes (or is soft-timed-out) the next
+candidate is asked, so that ``alpha`` requests are always in flight.
+
+Each candidate goes through these states::
+
+    NEW --ask--> ASKED --answer--> ANSWERED
+                   |                  ^
+                   | soft timeout     | late answer (still accepted)
+                   v                  |
+                  SLOW ---------------+
+                   |
+                   | hard timeout / error
+                   v
+                 FAILED   (ASKED can fail directly too)
+
+The lookup keeps its candidates sorted by XOR distance to the target. Its
+*window* is the ``k`` closest candidates that are neither FAILED nor SLOW (a
+SLOW candidate gives its place to the next one, but its late answer is still
+used). The lookup
+
+* asks, while fewer than ``alpha`` requests are ASKED, the best NEW candidate
+  of the window: the one sharing the longest prefix with the target, then the
+  lowest known round-trip time (low-latency peers among equally good ones);
+* ends when every candidate of the window has ANSWERED (the k closest known
+  nodes all answered; requests outside the window cannot change that set);
+* ends early when the target itself answers (node lookups) or when a peer
+  returns the value (value lookups). The closest peer that answered without
+  the value is then :attr:`Lookup.cache_at`, where the value should be cached.
+
+The searched node never gives its place when it is slow: a node lookup waits
+for its answer or its hard timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dnaagent.overlay.contact import Address
+
+NEW = 0
+ASKED = 1
+SLOW = 2
+ANSWERED = 3
+FAILED = 4
+STATE_NAMES = ("NEW", "ASKED", "SLOW", "ANSWERED", "FAILED")
+
+RttHint = Callable[[bytes], float | None]
+
+
+class Candidate:
+    """One peer known to a lookup."""
+
+    __slots__ = ("node_id", "key", "address", "dist", "state", "rank")
+
+    def __init__(self, node_id: bytes, key: int, address: Address, target: int, rtt: float) -> None:
+        self.node_id = node_id
+        self.key = key
+        self.address = address
+        self.dist = key ^ target
+        self.state = NEW
+        self.rank = (self.dist.bit_length(), rtt)
+
+    def __repr__(self) -> str:
+        return f"Candidate({self.node_id.hex()[:12]}, {STATE_NAMES[self.state]})"
+
+
+class Lookup:
+    """One iterative node or value lookup.
+
+    ``contacts`` seeds the lookup with ``(node_id, address)`` pairs (usually
+    the routing table's closest); ``rtt_hint`` returns a known round-trip time
+    for a node ID or ``None``; ``exclude`` (the local node's ID) is never asked.
+    """
+
+    def __init__(
+        self,
+        target: bytes,
+        contacts: Iterable[tuple[bytes, Address]],
+        *,
+        k: int = 20,
+        alpha: int = 3,
+        find_value: bool = False,
+        exclude: bytes | None = None,
+        rtt_hint: RttHint | None = None,
+    ) -> None:
+        self.target = target
+        self.target_key = int.from_bytes(target, "big")
+        self.k = k
+        self.alpha = alpha
+        self.find_value = find_value
+        self.exclude = exclude
+        self._rtt_hint = rtt_hint
+        self.candidates: dict[bytes, Candidate] = {}
+        self._order: list[Candidate] = []
+        self.active = 0
+        self.done = False
+        self.found = False
+        self.value: Any = None
+        self.value_from: Candidate | None = None
+        self.queries = 0
+        self._add(contacts)
+
+    # ------------------------------------------------------------ helpers
+
+    def _add(self, contacts: Iterable[tuple[bytes, Address]]) -> None:
+        cands = self.candidates
+        target = self.target_key
+        hint = self._rtt_hint
+        added = False
+        for node_id, address in contacts:
+            if node_id in cands or node_id == self.exclude:
+                continue
+            rtt = hint(node_id) if hint is not None else None
+            c = Candidate(
+                node_id,
+                int.from_bytes(node_id, "big"),
+                address,
+                target,
+                rtt if rtt is not None else 1e9,
+            )
+            cands[node_id] = c
+            self._order.append(c)
+            added = True
+        if added:
+            self._order.sort(key=_by_dist)
+            # Candidates far outside the window will never be asked: drop them
+            # to keep every step cheap.
+            limit = 4 * self.k
+            if len(self._order) > limit:
+                keep: list[Candidate] = []
+                for c in self._order:
+                    if len(keep) < limit or c.state != NEW:
+                        keep.append(c)
+                    else:
+                        del cands[c.node_id]
+                self._order = keep
+
+    def _step(self) -> list[Candidate]:
+        """Ask new candidates until ``alpha`` are in flight; detect the end."""
+        if self.done:
+            return []
+        out: list[Candidate] = []
+        while True:
+            best: Candidate | None = None
+            window = 0
+            complete = True
+            for c in self._order:
+                s = c.state
+                if s == FAILED or (s == SLOW and c.dist):
+                    continue
+                window += 1
+                if s != ANSWERED:
+                    complete = False
+                    if s == NEW and (best is None or c.rank < best.rank):
+                        best = c
+                if window >= self.k:
+                    break
+            if complete:
+                self.done = True
+                return out
+            if best is None or self.active >= self.alpha:
+                return out
+            best.state = ASKED
+            self.active += 1
+            self.queries += 1
+            out.append(best)
+
+    def _finish_request(self, node_id: bytes) -> Candidate | None:
+        c = self.candidates.get(node_id)
+        if c is None or c.state in (ANSWERED, FAILED, NEW):
+            return None
+        if c.state == ASKED:
+            self.active -= 1
+        return c
+
+    # ------------------------------------------------------------- events
+
+    def start(self) -> list[Candidate]:
+        """Return the first candidates to ask (up to ``alpha``)."""
+        return self._step()
+
+    def answered(self, node_id: bytes, nodes: Iterable[tuple[bytes, Address]]) -> list[Candidate]:
+        """Record that ``node_id`` answered with ``nodes``; return who to ask next."""
+        c = self._finish_request(node_id)
+        if c is None:
+            return []
+        c.state = ANSWERED
+        if self.done:
+            return []
+        if not self.find_value and c.dist == 0:
+            self.found = True
+            self.done = True
+            return []
+        self._add(nodes)
+        return self._step()
+
+    def found_value(self, node_id: bytes, value: Any) -> list[Candidate]:
+        """Record that ``node_id`` returned the value: the lookup ends."""
+        c = self._finish_request(node_id)
+        if c is None or self.done:
+            return []
+        c.state = ANSWERED
+        self.value = value
+        self.value_from = c
+        self.found = True
+        self.done = True
+        return []
+
+    def soft_timeout(self, node_id: bytes) -> list[Candidate]:
+        """Record that ``node_id`` is slow: free its slot, keep waiting for it."""
+        c = self.candidates.get(node_id)
+        if c is None or c.state != ASKED or self.done:
+            return []
+        c.state = SLOW
+        self.active -= 1
+        return self._step()
+
+    def failed(self, node_id: bytes) -> list[Candidate]:
+        """Record that ``node_id`` did not answer (or answered an error)."""
+        c = self._finish_request(node_id)
+        if c is None:
+            return []
+        c.state = FAILED
+        return self._step()
+
+    # ------------------------------------------------------------- results
+
+    def result(self) -> list[Candidate]:
+        """Return up to ``k`` candidates that answered, closest first."""
+        return [c for c in self._order if c.state == ANSWERED][: self.k]
+
+    @property
+    def cache_at(self) -> Candidate | None:
+        """The closest candidate that answered without the value (value lookups)."""
+        for c in self._order:
+            if c.state == ANSWERED and c is not self.value_from:
+                return c
+        return None
+
+    def in_flight(self) -> list[Candidate]:
+        """Return the candidates whose requests are outstanding (ASKED or SLOW)."""
+        return [c for c in self._order if c.state in (ASKED, SLOW)]
+
+
+def _by_dist(c: Candidate) -> int:
+    return c.dist

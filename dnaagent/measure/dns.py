@@ -112,7 +112,8 @@ class _QueryProtocol(DatagramProtocol):
         self.wire = query.to_wire()
         self.result = result
         self.timeout = timeout
-        self.deferred: defer.Deferred[DnsResult] = defer.Deferred(lambda _d: self.stop())
+        self.done = False
+        self.deferred: defer.Deferred[DnsResult] = defer.Deferred(lambda _d: self._cancel())
         self.sent = 0.0
         self.timers: list[Any] = []
         self.port: Any = None
@@ -177,7 +178,7 @@ class _QueryProtocol(DatagramProtocol):
         wakes the reactor with an error event, and the epoll reactor closes
         the port; the socket's pending error says what happened.
         """
-        if self.deferred.called:
+        if self.done:
             return
         self.port = None
         problem = "the UDP port closed"
@@ -198,9 +199,15 @@ class _QueryProtocol(DatagramProtocol):
 
     def finish(self, result: DnsResult) -> None:
         """Fire the Deferred once and release the port."""
+        if self.done:
+            return
+        self.done = True
         self.stop()
-        if not self.deferred.called:
-            self.deferred.callback(result)
+        self.deferred.callback(result)
+
+    def _cancel(self) -> None:
+        self.done = True
+        self.stop()
 
     def stop(self) -> None:
         """Cancel the timers and stop listening."""
@@ -263,7 +270,7 @@ class UdpDnsClient:
         except OSError as e:
             self.log.failure("cannot open a UDP port for DNS", level=LogLevel.warn)
             return defer.succeed(_replace(result, error=f"cannot open a UDP port: {e}"))
-        if proto.deferred.called:
+        if proto.done:
             port.stopListening()
         else:
             proto.port = port

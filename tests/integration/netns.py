@@ -44,6 +44,8 @@ GATEWAY_V6 = "2001:db8:1::1"
 GATEWAY_V6_LL = "fe80::1"
 #: Addresses that exist in no namespace: pings to them are never answered.
 UNREACHABLE_V4 = ("203.0.113.200", "203.0.113.201", "203.0.113.202")
+#: The name of the "server" address in the test DNS server.
+SERVER_NAME = "server.example.test"
 #: A name the test DNS server answers, and its answer.
 DNS_NAME = "www.example.test"
 DNS_ANSWER = "192.0.2.53"
@@ -327,6 +329,7 @@ class Lab:
             *(f"--listen-address={a}" for a in listen),
             f"--address=/example.test/{DNS_ANSWER}",
             f"--host-record=host.example.test,{HOST_V4},{HOST_V6}",
+            f"--host-record={SERVER_NAME},{SERVER_V4}",
             f"--pid-file={pid_file}",
             "--log-facility=-",
             log_name=f"dnsmasq-{ns.name}.log",
@@ -434,8 +437,8 @@ class Lan:
         ``local`` are ``[local]`` configuration keys written to the config file.
         """
         config = self.write_config(**local)
-        args = ["run", "local", "--standalone", "--json", "--nic", nic or self.nic]
-        args += ["--config", str(config)]
+        args = ["--config", str(config), "run", "local", "--standalone", "--json"]
+        args += ["--nic", nic or self.nic]
         if tests:
             args += ["--tests", ",".join(tests)]
         done = self.dnactl(*args)

@@ -18,11 +18,15 @@ from .netns import (
     DEFAULT_TESTS,
     DEPENDENT_TESTS,
     GATEWAY_V4,
+    GATEWAY_V6,
+    GATEWAY_V6_LL,
     HARDWARE_TESTS,
+    SERVER_NAME,
     SERVER_V4,
     UNREACHABLE_V4,
     Lan,
     explain,
+    parse_results,
     statuses,
     unavailable_reason,
 )
@@ -34,6 +38,11 @@ if _reason:
 pytestmark = pytest.mark.integration
 
 Results = dict[str, dict[str, Any]]
+
+#: A neighbour address on the LAN that nothing answers to.
+DEAD_NEIGHBOUR_V4 = "192.0.2.99"
+#: A host address the test DNS server has no PTR record for.
+NO_PTR_V4 = "192.0.2.11"
 
 
 def expected(
@@ -71,6 +80,27 @@ def test_healthy_lan_passes_every_default_test(lan: Lan) -> None:
     assert all(r["duration"] >= 0 for r in results.values())
 
 
+def test_run_accepts_config_after_the_module_name(lan: Lan) -> None:
+    """``dnactl run local --standalone --json --nic IF --config FILE`` (options after the module).
+
+    The configuration given there is used: its DNS name resolves, so DNSConfiguration is ok.
+    """
+    config = lan.write_config()
+    done = lan.dnactl(
+        "run", "local", "--standalone", "--json", "--nic", lan.nic, "--config", str(config)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_statuses(parse_results(done.stdout, done.stderr), expected())
+
+
+def test_selected_tests_run_with_their_dependencies(lan: Lan) -> None:
+    """``--tests PingOwnIP`` runs PingOwnIP and the three tests it depends on, nothing else."""
+    results = lan.run_local(tests=["PingOwnIP"])
+    assert statuses(results) == dict.fromkeys([*HARDWARE_TESTS, "PingOwnIP"], "ok"), explain(
+        results
+    )
+
+
 def test_reachable_well_known_hosts_are_ok(lan: Lan) -> None:
     """Well-known hosts that answer (gateway and a server behind it) make the test ok."""
     results = lan.run_local(well_known_hosts=[GATEWAY_V4, SERVER_V4])
@@ -78,13 +108,17 @@ def test_reachable_well_known_hosts_are_ok(lan: Lan) -> None:
 
 
 def test_nic_down_fails_nicstatus_and_skips_dependents(lan: Lan) -> None:
-    """An administratively down NIC fails NICStatus; the five dependents are skipped."""
+    """An administratively down NIC fails NICStatus; the five dependents are skipped.
+
+    A down link has no connection either, so NetConnectionStatus fails with it.
+    """
     lan.host.link_up(lan.nic, up=False)
     results = lan.run_local()
-    assert results["NICStatus"]["status"] == "error", explain(results)
-    assert results["PingLocalHost"]["status"] == "ok", explain(results)
-    # A down link has no carrier either: NetConnectionStatus fails with it.
-    assert results["NetConnectionStatus"]["status"] == "error", explain(results)
+    assert_statuses(
+        results,
+        expected(skipped=DEPENDENT_TESTS, NICStatus="error", NetConnectionStatus="error"),
+    )
+    assert "administratively down" in results["NICStatus"]["message"]
     assert_skipped_for(results, DEPENDENT_TESTS, "NICStatus")
 
 
@@ -108,13 +142,23 @@ def test_loopback_down_fails_pinglocalhost(lan: Lan) -> None:
 
 
 def test_no_address_fails_ipconfiguration(lan: Lan) -> None:
-    """No address on the NIC: IPConfiguration and PingOwnIP fail."""
+    """No address on the NIC: IPConfiguration and PingOwnIP fail, DHCPLease is skipped.
+
+    Without an address there is no route to the resolver either, so
+    DNSConfiguration fails; DHCPLease skips itself (DHCP is not in use).
+    """
     lan.host.ip("addr", "flush", "dev", lan.nic)
     results = lan.run_local()
-    assert results["IPConfiguration"]["status"] == "error", explain(results)
-    assert results["PingOwnIP"]["status"] == "error", explain(results)
-    for name in HARDWARE_TESTS:
-        assert results[name]["status"] == "ok", explain(results)
+    assert_statuses(
+        results,
+        expected(
+            IPConfiguration="error",
+            PingOwnIP="error",
+            DNSConfiguration="error",
+            DHCPLease="skipped",
+        ),
+    )
+    assert "no IP address" in results["IPConfiguration"]["message"]
 
 
 def test_gateway_outside_subnet_fails_ipconfiguration_only(lan: Lan) -> None:
@@ -157,20 +201,79 @@ def test_unreachable_well_known_hosts_below_threshold_warn(lan: Lan) -> None:
 
 
 def test_link_local_address_only_fails_dhcplease_and_ipconfiguration(lan: Lan) -> None:
-    """Only an APIPA address (169.254/16): DHCPLease and IPConfiguration fail."""
+    """Only an APIPA address (169.254/16): DHCPLease and IPConfiguration fail.
+
+    The address still answers ping (PingOwnIP ok); the resolver is unreachable.
+    """
     lan.host.ip("addr", "flush", "dev", lan.nic)
     lan.host.ip("addr", "add", "169.254.77.10/16", "dev", lan.nic)
     results = lan.run_local()
-    assert results["DHCPLease"]["status"] == "error", explain(results)
-    assert results["IPConfiguration"]["status"] == "error", explain(results)
-    for name in HARDWARE_TESTS:
-        assert results[name]["status"] == "ok", explain(results)
+    assert_statuses(
+        results,
+        expected(IPConfiguration="error", DHCPLease="error", DNSConfiguration="error"),
+    )
+    for name in ("IPConfiguration", "DHCPLease"):
+        assert "169.254.77.10" in results[name]["message"], explain(results)
 
 
 def test_ipv6_only_lan_passes_ipconfiguration(lan6: Lan) -> None:
-    """An IPv6-only host with a link-local default gateway passes IPConfiguration."""
+    """An IPv6-only host with a link-local default gateway passes IPConfiguration.
+
+    DNS over IPv6 works too; DHCPLease skips itself (no IPv4, no lease).
+    """
     results = lan6.run_local()
-    assert results["IPConfiguration"]["status"] == "ok", explain(results)
-    assert results["PingOwnIP"]["status"] == "ok", explain(results)
-    for name in HARDWARE_TESTS:
-        assert results[name]["status"] == "ok", explain(results)
+    assert_statuses(results, expected(skipped=("PingWellKnownHosts", "DHCPLease")))
+    assert "fe80::1" in results["IPConfiguration"]["message"]
+
+
+def test_ipv6_well_known_hosts_global_and_scoped_link_local(lan6: Lan) -> None:
+    """Well-known IPv6 hosts, a global one and a scoped link-local one, answer."""
+    results = lan6.run_local(well_known_hosts=[GATEWAY_V6, f"{GATEWAY_V6_LL}%{lan6.nic}"])
+    assert_statuses(results, expected(skipped=("DHCPLease",)))
+
+
+def test_well_known_hosts_by_name_use_the_namespace_resolver(lan: Lan) -> None:
+    """A well-known host given by name resolves through resolv.conf; a name that fails is down."""
+    ok = lan.run_local(well_known_hosts=[SERVER_NAME])
+    assert_statuses(ok, expected(skipped=()))
+    bad = lan.run_local(well_known_hosts=[SERVER_NAME, "missing.invalid"], well_known_failures=1)
+    assert_statuses(bad, expected(skipped=(), PingWellKnownHosts="error"))
+    assert "missing.invalid" in bad["PingWellKnownHosts"]["message"]
+
+
+def test_reverse_lookup_ok_with_ptr_and_warns_without(lan: Lan) -> None:
+    """dns_reverse_lookup: ok when the NIC's address has a PTR record, a warning when not."""
+    with_ptr = lan.run_local(tests=["DNSConfiguration"], dns_reverse_lookup=True)
+    assert statuses(with_ptr) == dict.fromkeys([*HARDWARE_TESTS, "DNSConfiguration"], "ok")
+    lan.host.ip("addr", "flush", "dev", lan.nic)
+    lan.host.ip("addr", "add", f"{NO_PTR_V4}/24", "dev", lan.nic)
+    without = lan.run_local(tests=["DNSConfiguration"], dns_reverse_lookup=True)
+    assert without["DNSConfiguration"]["status"] == "warning", explain(without)
+    assert NO_PTR_V4 in without["DNSConfiguration"]["message"]
+
+
+def test_routing_table_pings_every_gateway(lan: Lan) -> None:
+    """RoutingTable (optional, after PingLocalHost): ok, then error for a dead gateway."""
+    healthy = lan.run_local(tests=["RoutingTable"])
+    assert statuses(healthy) == {"PingLocalHost": "ok", "RoutingTable": "ok"}, explain(healthy)
+    lan.host.ip("route", "add", "198.51.100.0/24", "via", DEAD_NEIGHBOUR_V4)
+    broken = lan.run_local(tests=["RoutingTable"])
+    assert statuses(broken) == {"PingLocalHost": "ok", "RoutingTable": "error"}, explain(broken)
+    assert DEAD_NEIGHBOUR_V4 in broken["RoutingTable"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        (["127.0.0.1 localhost", f"{SERVER_V4} {SERVER_NAME}"], "ok"),
+        (["127.0.0.1 localhost", f"{UNREACHABLE_V4[0]} gone.example.test"], "warning"),
+        (["127.0.0.1 localhost", "192.0.2.300 broken.example.test"], "error"),
+    ],
+    ids=["answering", "unreachable-entry", "bad-line"],
+)
+def test_hosts_file(lan: Lan, lines: list[str], status: str) -> None:
+    """HostsFile: well-formed answering entries ok, a silent entry warns, a bad line fails."""
+    hosts = lan.lab.workdir / "hosts"
+    hosts.write_text("\n".join(lines) + "\n")
+    results = lan.run_local(tests=["HostsFile"], hosts_file=str(hosts))
+    assert statuses(results) == {"PingLocalHost": "ok", "HostsFile": status}, explain(results)

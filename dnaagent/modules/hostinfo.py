@@ -19,8 +19,10 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,15 +249,36 @@ class HostInfo(HostInfoAPI):
         self.syslog_paths = list(syslog_paths)
         self.journalctl = journalctl if journalctl is not None else shutil.which("journalctl")
         self.log_max_bytes = log_max_bytes
+        self.netlink_timeout = 10.0
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-    def _iproute(self) -> Any:
-        from pyroute2 import IPRoute
+    def _netlink(self, dump: Callable[[Any], Iterable[Any]]) -> list[Any]:
+        """``list(dump(ipr))`` with a fresh pyroute2 IPRoute, in the netlink thread.
 
-        return IPRoute()
+        pyroute2's synchronous API drives an asyncio loop of its own, which
+        cannot run in a thread whose loop already runs (Twisted's asyncio
+        reactor). The dump therefore runs in a worker thread; the caller
+        waits for it, which takes a few milliseconds.
+        """
+
+        def work() -> list[Any]:
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                return list(dump(ipr))
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="dnaagent-netlink")
+            executor = self._executor
+        return executor.submit(work).result(timeout=self.netlink_timeout)
 
     def _names(self) -> dict[int, str]:
-        with self._iproute() as ipr:
-            return {int(msg.get("index")): msg.get("ifname") for msg in ipr.get_links()}
+        return {
+            int(msg.get("index")): msg.get("ifname")
+            for msg in self._netlink(lambda ipr: ipr.get_links())
+        }
 
     def links(self) -> list[Link]:
         """Every interface, with driver and speed from sysfs and psutil."""
@@ -267,9 +290,7 @@ class HostInfo(HostInfoAPI):
             self.log.failure("psutil could not read interface statistics")
             stats = {}
         result = []
-        with self._iproute() as ipr:
-            messages = list(ipr.get_links())
-        for msg in messages:
+        for msg in self._netlink(lambda ipr: ipr.get_links()):
             name = msg.get("ifname")
             flags = int(msg.get("flags") or 0)
             carrier = msg.get("carrier")
@@ -313,9 +334,7 @@ class HostInfo(HostInfoAPI):
         """Addresses with their flags and remaining lifetimes."""
         names = self._names()
         result = []
-        with self._iproute() as ipr:
-            messages = list(ipr.get_addr())
-        for msg in messages:
+        for msg in self._netlink(lambda ipr: ipr.get_addr()):
             name = names.get(int(msg.get("index")), "")
             if ifname is not None and name != ifname:
                 continue
@@ -344,11 +363,12 @@ class HostInfo(HostInfoAPI):
         """Routes of both families, multipath routes split into their next hops."""
         names = self._names()
         result = []
-        with self._iproute() as ipr:
-            messages = [
+        messages = self._netlink(
+            lambda ipr: [
                 *ipr.get_routes(family=socket.AF_INET),
                 *ipr.get_routes(family=socket.AF_INET6),
             ]
+        )
         for msg in messages:
             family = int(msg.get("family"))
             dst = msg.get("dst")

@@ -208,3 +208,20 @@ class TestRealHostInfo(HostInfoContract):
     """The real implementation keeps it on this host (read-only netlink dumps)."""
 
     host = HostInfo()
+
+
+@pytest.mark.skipif(
+    not (os.path.exists("/proc/net/netlink") and hasattr(socket, "AF_NETLINK")),
+    reason="needs Linux rtnetlink",
+)
+def test_real_hostinfo_works_inside_a_running_asyncio_loop() -> None:
+    """The agent runs on Twisted's asyncio reactor: netlink reads must work under it."""
+    import asyncio
+
+    host = HostInfo()
+
+    async def read() -> tuple[int, int, int]:
+        return len(host.links()), len(host.addresses()), len(host.routes())
+
+    links, addresses, _routes = asyncio.run(read())
+    assert links >= 1 and addresses >= 1

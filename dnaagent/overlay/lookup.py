@@ -150,9 +150,13 @@ class Lookup:
             best: Candidate | None = None
             window = 0
             complete = True
+            slow = False
             for c in self._order:
                 s = c.state
-                if s == FAILED or (s == SLOW and c.dist):
+                if s == FAILED:
+                    continue
+                if s == SLOW and c.dist:
+                    slow = True
                     continue
                 window += 1
                 if s != ANSWERED:
@@ -161,7 +165,9 @@ class Lookup:
                         best = c
                 if window >= self.k:
                     break
-            if complete:
+            # A short window with slow requests still out is not complete: their
+            # late answers may bring the candidates it lacks.
+            if complete and not (slow and window < self.k):
                 self.done = True
                 return out
             if best is None or self.active >= self.alpha:

@@ -77,9 +77,19 @@ class Agent:
         """The control API URL (on the namespace's loopback)."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def config(self) -> Path:
+        """The agent's configuration file (its state_dir is :attr:`state_dir`)."""
+        return self.lan.lab.workdir / "agent.toml"
+
+    def find_args(self) -> list[str]:
+        """How dnactl finds the agent: ``--api URL``, or ``--config FILE`` for port 0."""
+        return ["--config", str(self.config)] if self.port == 0 else ["--api", self.api]
+
     def start(self) -> Process:
         """Start the agent and wait until ``dnactl status`` answers."""
-        config = self.lan.write_config("agent.toml")
+        config = self.lan.write_config(self.config.name)
+        assert config == self.config
         self.starts += 1
         self.proc = self.lan.lab.spawn(
             self.lan.host,
@@ -112,8 +122,8 @@ class Agent:
     def ctl(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        """``dnactl --api URL ARGS`` inside the host namespace."""
-        return dnactl_in(self.lan.host, "--api", self.api, *args, env=env, timeout=timeout)
+        """``dnactl --api URL ARGS`` (or ``--config FILE``) inside the host namespace."""
+        return dnactl_in(self.lan.host, *self.find_args(), *args, env=env, timeout=timeout)
 
     def json(self, *args: str) -> Any:
         """``dnactl ... --json`` that must succeed; its decoded output."""
@@ -160,6 +170,11 @@ def test_agent_runs_local_tests_and_keeps_results_across_kill9(agent: Agent) -> 
 
     stored = {_key(r) for r in agent.json("results")}
     assert acknowledged <= stored
+    after_run = max(float(r["started"]) + float(r["duration"]) for r in results.values()) + 1
+    newer = agent.json("results", "--since", f"{after_run:.3f}")
+    assert not {_key(r) for r in newer} & acknowledged
+    recent = {_key(r) for r in agent.json("results", "--since", "1h")}
+    assert acknowledged <= recent
 
     proc.signal(signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
@@ -242,3 +257,20 @@ def test_dnactl_reaches_loopback_api_despite_http_proxy(agent: Agent) -> None:
     done = agent.ctl("status", "--json", env=env, timeout=30)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["pid"] == agent.proc.pid  # type: ignore[union-attr]
+
+
+def test_agent_on_port_zero_is_found_through_its_config(agent: Agent) -> None:
+    """With ``--control-port 0`` dnactl finds the agent from ``--config`` (its state dir).
+
+    After a SIGKILL and a restart on a new port, ``--config`` still finds the new agent.
+    """
+    agent.port = 0
+    first = agent.start()
+    assert agent.json("status")["pid"] == first.pid
+    first.kill()
+    stale = agent.ctl("status")
+    assert_clean_failure(stale, "not running")
+    second = agent.start()
+    assert agent.json("status")["pid"] == second.pid
+    control = json.loads((agent.state_dir / "control.json").read_text())
+    assert control["pid"] == second.pid and control["port"] > 0

@@ -249,14 +249,14 @@ def test_second_agent_on_a_taken_port_fails_cleanly(agent: Agent) -> None:
 
 def test_dnactl_reaches_loopback_api_despite_http_proxy(agent: Agent) -> None:
     """An operator's http_proxy setting must not divert dnactl's loopback calls."""
-    agent.start()
+    proc = agent.start()
     env = dict(os.environ)
     env.update(http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     env.pop("no_proxy", None)
     env.pop("NO_PROXY", None)
     done = agent.ctl("status", "--json", env=env, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["pid"] == agent.proc.pid  # type: ignore[union-attr]
+    assert json.loads(done.stdout)["pid"] == proc.pid
 
 
 def test_agent_on_port_zero_is_found_through_its_config(agent: Agent) -> None:

@@ -126,7 +126,8 @@ class _QueryProtocol(DatagramProtocol):
         try:
             # A connected socket hears ICMP port unreachable: a dead server is
             # then reported at once instead of after the timeout.
-            self.transport.connect(self.server[0], self.server[1])  # type: ignore[union-attr]
+            transport: Any = self.transport
+            transport.connect(self.server[0], self.server[1])
         except (OSError, ValueError) as e:
             self.log.failure("cannot connect to {s}", s=self.server[0], level=LogLevel.debug)
             self.finish(_replace(self.result, error=str(e)))
@@ -142,7 +143,8 @@ class _QueryProtocol(DatagramProtocol):
         if self.transport is None:
             return
         try:
-            self.transport.write(self.wire)  # type: ignore[union-attr]
+            transport: Any = self.transport
+            transport.write(self.wire)
         except OSError as e:
             self.log.failure(
                 "sending a DNS query to {s} failed", s=self.server[0], level=LogLevel.debug

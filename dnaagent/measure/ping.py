@@ -315,7 +315,8 @@ class _PingProcess(protocol.ProcessProtocol):
     def kill(self) -> None:
         """Stop the process if it still runs."""
         try:
-            self.transport.signalProcess("KILL")  # type: ignore[union-attr]
+            transport: Any = self.transport
+            transport.signalProcess("KILL")
         except (error.ProcessExitedAlready, AttributeError, OSError):
             self.log.failure("ping process already gone", level=LogLevel.debug)
 

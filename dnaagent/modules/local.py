@@ -711,7 +711,8 @@ class LocalRun:
                 + (f"; answering: {up_text}" if up else ""),
                 **details,
             )
-        return Outcome.ok(f"all {len(hosts)} well-known hosts answer: {up_text}", **details)
+        answering = _count(len(hosts), "well-known host answers", "well-known hosts answer")
+        return Outcome.ok(f"{answering}: {up_text}", **details)
 
     async def _resolve(self, host: str) -> str | PingResult:
         """An address for ``host``, or a failed ping result saying why there is none."""
@@ -798,7 +799,8 @@ class LocalRun:
             )
         more = f" ({skipped} more not pinged)" if skipped else ""
         return Outcome.ok(
-            f"{path}: {len(entries)} well-formed entries; {len(results)} addresses answer{more}",
+            f"{path}: {_count(len(entries), 'well-formed entry', 'well-formed entries')}; "
+            f"{_count(len(results), 'address answers', 'addresses answer')}{more}",
             **details,
         )
 
@@ -842,7 +844,14 @@ class LocalRun:
                 ),
                 **details,
             )
-        return Outcome.ok(f"all {len(gateways)} gateways answer: {_summary(results)}", **details)
+        return Outcome.ok(
+            f"{_count(len(gateways), 'gateway answers', 'gateways answer')}: {_summary(results)}",
+            **details,
+        )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _gather(ds: Sequence[defer.Deferred[Any]]) -> defer.Deferred[list[Any]]:

@@ -85,6 +85,35 @@ def parse_params(pairs: Sequence[str], nic: str | None) -> dict[str, str]:
     return params
 
 
+def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options naming the agent; on a command they override the ones before it."""
+    # Below a command, defaults are suppressed so they do not overwrite what
+    # was given before the command.
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help=f"agent configuration file (default {config.DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument(
+        "--state-dir", metavar="DIR", default=default, help="the agent's state directory"
+    )
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=default,
+        help="control API URL, e.g. http://127.0.0.1:4080",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0 if top else argparse.SUPPRESS,
+        metavar="S",
+        help="seconds to wait for the agent (60)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of dnactl, with every command and its help."""
     parser = argparse.ArgumentParser(
@@ -97,31 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"dnactl {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"agent configuration file (default {config.DEFAULT_CONFIG_PATH})",
-    )
-    parser.add_argument("--state-dir", metavar="DIR", help="the agent's state directory")
-    parser.add_argument("--api", metavar="URL", help="control API URL, e.g. http://127.0.0.1:4080")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="seconds to wait for the agent (60)",
-    )
+    _add_connection_options(parser, top=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_connection_options(common, top=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Every command accepts the connection options after its name too.
+    parents = [common]
 
     def json_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("status", help="is the agent running; what it did last")
+    p = sub.add_parser("status", parents=parents, help="is the agent running; what it did last")
     json_flag(p)
-    p = sub.add_parser("modules", help="the test modules, their tests and dependencies")
+    p = sub.add_parser(
+        "modules", parents=parents, help="the test modules, their tests and dependencies"
+    )
     json_flag(p)
     p = sub.add_parser(
         "run",
+        parents=parents,
         help="run a test module now and show its results",
         description=(
             "Run the default sequence of MODULE (or the tests named with --tests; their "
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run in this process without a daemon (results are not stored)",
     )
     json_flag(p)
-    p = sub.add_parser("results", help="result history kept by the agent")
+    p = sub.add_parser("results", parents=parents, help="result history kept by the agent")
     p.add_argument(
         "--since", metavar="T", help="only newer results: 10m, 2h, 1d, epoch or ISO date"
     )
@@ -152,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200, metavar="N", help="at most N results (200)")
     p.add_argument("--latest", action="store_true", help="only the latest result of every test")
     json_flag(p)
-    p = sub.add_parser("config", help="print the effective configuration as TOML")
+    p = sub.add_parser("config", parents=parents, help="print the effective configuration as TOML")
     p.add_argument("--defaults", action="store_true", help="print the built-in defaults instead")
     return parser
 

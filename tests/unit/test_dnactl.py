@@ -155,3 +155,18 @@ def test_json_flag_is_machine_output(capsys, monkeypatch) -> None:
     monkeypatch.setattr(dnactl, "Client", FakeClient)
     assert main(["--api", "http://127.0.0.1:1", "results", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["test"] == "A"
+
+
+def test_connection_options_after_the_command() -> None:
+    """--config, --state-dir, --api and --timeout work before or after the command."""
+    from dnaagent.control.dnactl import build_parser
+
+    parser = build_parser()
+    after = parser.parse_args(
+        ["run", "local", "--config", "c.toml", "--api", "http://x", "--timeout", "5"]
+    )
+    assert (after.config, after.api, after.timeout) == ("c.toml", "http://x", 5.0)
+    before = parser.parse_args(["--state-dir", "/s", "--timeout", "7", "status"])
+    assert (before.state_dir, before.timeout, before.config) == ("/s", 7.0, None)
+    both = parser.parse_args(["--api", "http://a", "results", "--api", "http://b"])
+    assert both.api == "http://b"

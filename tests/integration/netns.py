@@ -33,6 +33,9 @@ from typing import Any
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 NETNS_ETC = Path("/etc/netns")
+#: Left in /etc/netns by the lab that created it, so that the last lab to
+#: finish (possibly of another test run) removes the directory again.
+NETNS_ETC_MARKER = ".created-by-dnaagent-tests"
 
 HOST_NIC = "dna0"
 ROUTER_NIC = "dnr0"
@@ -241,6 +244,17 @@ def wait_for(
         time.sleep(interval)
 
 
+def _remove_netns_etc_if_ours() -> None:
+    """Remove /etc/netns when a lab created it and no lab uses it any more."""
+    try:
+        if [p.name for p in NETNS_ETC.iterdir()] != [NETNS_ETC_MARKER]:
+            return
+        (NETNS_ETC / NETNS_ETC_MARKER).unlink()
+        NETNS_ETC.rmdir()
+    except OSError:
+        pass  # another lab got there first, or started using it
+
+
 class Lab:
     """Everything one test creates, removed by :meth:`close`.
 
@@ -254,7 +268,6 @@ class Lab:
         self.namespaces: list[Namespace] = []
         self.processes: list[Process] = []
         self._etc_dirs: list[Path] = []
-        self._made_netns_etc = False
 
     def namespace(self, role: str) -> Namespace:
         """Create a namespace with loopback up, no ICMP rate limits and no DAD."""
@@ -277,7 +290,7 @@ class Lab:
         if etc not in self._etc_dirs:
             if not NETNS_ETC.exists():
                 NETNS_ETC.mkdir(parents=True, exist_ok=True)
-                self._made_netns_etc = True
+                (NETNS_ETC / NETNS_ETC_MARKER).touch()
             etc.mkdir(exist_ok=False)
             self._etc_dirs.append(etc)
         path = etc / "resolv.conf"
@@ -362,11 +375,7 @@ class Lab:
             shutil.rmtree(etc, ignore_errors=True)
             if etc.exists():
                 problems.append(f"could not remove {etc}")
-        if self._made_netns_etc:
-            try:
-                NETNS_ETC.rmdir()  # only when empty: another lab may be using it
-            except OSError:
-                pass
+        _remove_netns_etc_if_ours()
         left = _run([IP, "netns", "list"], check=False).stdout
         problems.extend(
             f"namespace {ns.name} still exists" for ns in self.namespaces if ns.name in left.split()

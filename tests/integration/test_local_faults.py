@@ -9,6 +9,7 @@ skipped naming the failed dependency.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from .netns import (
     SERVER_V4,
     UNREACHABLE_V4,
     Lan,
+    Namespace,
     explain,
     parse_results,
     statuses,
@@ -36,6 +38,7 @@ if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
 pytestmark = pytest.mark.integration
+needs_nft = pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed")
 
 Results = dict[str, dict[str, Any]]
 
@@ -277,3 +280,40 @@ def test_hosts_file(lan: Lan, lines: list[str], status: str) -> None:
     hosts.write_text("\n".join(lines) + "\n")
     results = lan.run_local(tests=["HostsFile"], hosts_file=str(hosts))
     assert statuses(results) == {"PingLocalHost": "ok", "HostsFile": status}, explain(results)
+
+
+def _drop_echo_to(ns: Namespace, address: str) -> None:
+    """In ``ns``, drop ICMP echo requests addressed to ``address`` (nftables)."""
+    ns.run("nft", "add", "table", "inet", "dnatest")
+    ns.run(
+        "nft",
+        "add chain inet dnatest input { type filter hook input priority 0 ; policy accept ; }",
+    )
+    ns.run("nft", f"add rule inet dnatest input ip daddr {address} icmp type echo-request drop")
+
+
+@needs_nft
+def test_resolver_that_drops_ping_but_answers_is_ok(lan: Lan) -> None:
+    """A resolver that drops ping but answers the lookup is ok, without a warning."""
+    _drop_echo_to(lan.router, GATEWAY_V4)
+    assert not lan.host.ping(GATEWAY_V4, timeout=0.5)
+    results = lan.run_local()
+    assert_statuses(results, expected())
+    assert "does not answer ping" in results["DNSConfiguration"]["message"], explain(results)
+
+
+def test_one_dead_resolver_of_two_warns(lan: Lan) -> None:
+    """Of two resolvers one has no DNS server: DNSConfiguration warns and names it."""
+    lan.lab.resolv_conf(lan.host, [GATEWAY_V4, SERVER_V4])
+    results = lan.run_local()
+    assert_statuses(results, expected(DNSConfiguration="warning"))
+    assert SERVER_V4 in results["DNSConfiguration"]["message"], explain(results)
+
+
+@needs_nft
+def test_firewall_dropping_echo_to_own_address_fails_pingownip(lan: Lan) -> None:
+    """A local firewall dropping echo to the NIC's address: only PingOwnIP fails."""
+    _drop_echo_to(lan.host, lan.host_address)
+    results = lan.run_local()
+    assert_statuses(results, expected(PingOwnIP="error"))
+    assert lan.host_address in results["PingOwnIP"]["message"], explain(results)

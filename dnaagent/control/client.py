@@ -44,6 +44,8 @@ class Client:
     def __init__(self, base: str, timeout: float = 30.0) -> None:
         self.base = base
         self.timeout = timeout
+        # The API is on loopback: an http_proxy set for the web must not apply.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def get(self, path: str, **query: Any) -> Any:
         """``GET path?query`` and return the decoded answer."""
@@ -65,7 +67,7 @@ class Client:
 
     def _call(self, req: urllib.request.Request) -> Any:
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with self._opener.open(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
             try:

@@ -13,97 +13,47 @@ scheduled tests and probing are off until a configuration turns them on.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnaagent import schema
 from dnaagent.errors import ConfigError
+from dnaagent.schema import Check, key
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
 DEFAULT_STATE_DIR = "/var/lib/dnaagent"
 # In the state directory: where the running agent's control API listens.
 CONTROL_FILE = "control.json"
 
-Check = Callable[[Any], str | None]
-
-
-def _key(default: Any, help: str, check: Check | None = None) -> Any:
-    """Declare one configuration key with its default, help text and check."""
-    factory: Callable[[], Any]
-    if isinstance(default, list):
-        value = list(default)
-        factory = lambda: list(value)  # noqa: E731
-        return field(default_factory=factory, metadata={"help": help, "check": check})
-    return field(default=default, metadata={"help": help, "check": check})
-
-
-def _between(lo: float, hi: float) -> Check:
-    def check(v: Any) -> str | None:
-        if not lo <= v <= hi:
-            return f"must be between {lo:g} and {hi:g}, not {v!r}"
-        return None
-
-    return check
-
-
-def _port(v: int) -> str | None:
-    if not 0 <= v <= 65535:
-        return f"must be a port number from 0 to 65535, not {v}"
-    return None
-
-
-def _ip(v: str) -> str | None:
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        return f"must be an IPv4 or IPv6 address, not {v!r}"
-    return None
-
-
-def _loopback(v: str) -> str | None:
-    problem = _ip(v)
-    if problem:
-        return problem
-    if not ipaddress.ip_address(v).is_loopback:
-        return f"must be a loopback address (the control API has no authentication), not {v}"
-    return None
-
-
-def _nonempty_names(v: list[str]) -> str | None:
-    for item in v:
-        if not item.strip():
-            return "must not contain empty names"
-    return None
-
 
 @dataclass
 class AgentSection:
     """Where the agent keeps its state."""
 
-    state_dir: str = _key(DEFAULT_STATE_DIR, "directory for the results store and keys")
+    state_dir: str = key(DEFAULT_STATE_DIR, "directory for the results store and keys")
 
 
 @dataclass
 class ControlSection:
     """The local control API used by dnactl."""
 
-    enabled: bool = _key(True, "serve the control API")
-    host: str = _key("127.0.0.1", "loopback address of the control API", _loopback)
-    port: int = _key(4080, "TCP port of the control API (0 picks a free port)", _port)
+    enabled: bool = key(True, "serve the control API")
+    host: str = key("127.0.0.1", "loopback address of the control API", schema.loopback)
+    port: int = key(4080, "TCP port of the control API (0 picks a free port)", schema.port)
 
 
 @dataclass
 class MediatorSection:
     """How the Mediator runs tests."""
 
-    test_timeout: float = _key(
-        10.0, "seconds a test may run before it is stopped", _between(0.1, 3600)
+    test_timeout: float = key(
+        10.0, "seconds a test may run before it is stopped", schema.between(0.1, 3600)
     )
-    max_parallel: int = _key(
-        0, "most tests of one run going at once (0: no limit)", _between(0, 1000)
+    max_parallel: int = key(
+        0, "most tests of one run going at once (0: no limit)", schema.between(0, 1000)
     )
 
 
@@ -111,44 +61,44 @@ class MediatorSection:
 class ScheduleSection:
     """Autonomous runs of test modules by the Mediator."""
 
-    enabled: bool = _key(
-        False, "run the modules below on a schedule (off: nothing is sent unasked)"
+    enabled: bool = key(False, "run the modules below on a schedule (off: nothing is sent unasked)")
+    modules: list[str] = key(["local"], "modules run on the schedule", schema.names)
+    interval: float = key(
+        300.0, "seconds between two scheduled runs of a module", schema.between(1, 86400 * 7)
     )
-    modules: list[str] = _key(["local"], "modules run on the schedule", _nonempty_names)
-    interval: float = _key(
-        300.0, "seconds between two scheduled runs of a module", _between(1, 86400 * 7)
+    jitter: float = key(
+        0.1, "random share of the interval added or taken away", schema.between(0, 0.5)
     )
-    jitter: float = _key(0.1, "random share of the interval added or taken away", _between(0, 0.5))
 
 
 @dataclass
 class StoreSection:
     """The results store (SQLite in the state directory)."""
 
-    retention_days: float = _key(30.0, "days of result history kept", _between(0.001, 3650))
-    max_rows: int = _key(200_000, "most result rows kept", _between(100, 100_000_000))
+    retention_days: float = key(30.0, "days of result history kept", schema.between(0.001, 3650))
+    max_rows: int = key(200_000, "most result rows kept", schema.between(100, 100_000_000))
 
 
 @dataclass
 class LocalSection:
     """The local test module."""
 
-    nic: str = _key("", "network interface tested (empty: the one of the default route)")
-    well_known_hosts: list[str] = _key(
-        [], "hosts pinged by PingWellKnownHosts (empty: the test is skipped)", _nonempty_names
+    nic: str = key("", "network interface tested (empty: the one of the default route)")
+    well_known_hosts: list[str] = key(
+        [], "hosts pinged by PingWellKnownHosts (empty: the test is skipped)", schema.names
     )
-    well_known_failures: int = _key(
-        1, "unreachable well-known hosts that make PingWellKnownHosts fail", _between(1, 1000)
+    well_known_failures: int = key(
+        1, "unreachable well-known hosts that make PingWellKnownHosts fail", schema.between(1, 1000)
     )
-    dns_lookup_name: str = _key(
+    dns_lookup_name: str = key(
         ".", "name looked up by DNSConfiguration ('.' asks the resolver for the root NS)"
     )
-    dns_reverse_lookup: bool = _key(
+    dns_reverse_lookup: bool = key(
         False, "DNSConfiguration also looks up the NIC's address in reverse"
     )
-    ping_timeout: float = _key(1.0, "seconds to wait for one ping reply", _between(0.05, 60))
-    hosts_file: str = _key("/etc/hosts", "hosts file checked by HostsFile")
-    resolv_conf: str = _key("/etc/resolv.conf", "resolver configuration read by DNSConfiguration")
+    ping_timeout: float = key(1.0, "seconds to wait for one ping reply", schema.between(0.05, 60))
+    hosts_file: str = key("/etc/hosts", "hosts file checked by HostsFile")
+    resolv_conf: str = key("/etc/resolv.conf", "resolver configuration read by DNSConfiguration")
 
 
 @dataclass
@@ -277,8 +227,8 @@ def load(
     values given on the command line (strings are parsed into the key's type).
     Raises :class:`ConfigError` naming the first bad key.
     """
-    schema = {info.dotted: info for info in keys()}
-    sections = {info.section for info in schema.values()}
+    by_key = {info.dotted: info for info in keys()}
+    sections = {info.section for info in by_key.values()}
     config = Config()
     if path is not None:
         try:
@@ -302,16 +252,16 @@ def load(
             if not isinstance(body, dict):
                 raise ConfigError(section, "must be a table ([section])")
             for name, value in body.items():
-                info = schema.get(f"{section}.{name}")
+                info = by_key.get(f"{section}.{name}")
                 if info is None:
-                    known = sorted(i.name for i in schema.values() if i.section == section)
+                    known = sorted(i.name for i in by_key.values() if i.section == section)
                     raise ConfigError(
                         f"{section}.{name}",
                         f"unknown key (known in [{section}]: {', '.join(known)})",
                     )
                 _apply(config, info, value, from_text=False)
     for dotted, value in (overrides or {}).items():
-        info = schema.get(dotted)
+        info = by_key.get(dotted)
         if info is None:
             raise ConfigError(dotted, "unknown key")
         _apply(config, info, value, from_text=True)

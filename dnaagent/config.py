@@ -13,6 +13,7 @@ scheduled tests and probing are off until a configuration turns them on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -285,11 +286,23 @@ def render(cfg: Config | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dumps(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write sections of keys (bool, number, string, list of strings) as TOML."""
+    lines: list[str] = []
+    for section, body in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{name} = {_toml_value(value)}" for name, value in body.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"cannot write {value!r} as TOML")

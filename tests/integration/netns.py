@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnaagent.config import dumps
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 NETNS_ETC = Path("/etc/netns")
 #: Left in /etc/netns by the lab that created it, so that the last lab to
@@ -120,28 +122,6 @@ def _run(
             f"stdout: {done.stdout}\nstderr: {done.stderr}"
         )
     return done
-
-
-def toml_text(config: Mapping[str, Mapping[str, Any]]) -> str:
-    """Render a two-level mapping (sections of keys) as TOML."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(value(item) for item in v) + "]"
-        raise TypeError(f"cannot write {v!r} as TOML")
-
-    lines: list[str] = []
-    for section, body in config.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {value(v)}" for key, v in body.items())
-        lines.append("")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -426,7 +406,7 @@ class Lan:
     def write_config(self, name: str = "dnaagent.toml", **local: Any) -> Path:
         """Write :meth:`config` to a file in the lab's work directory."""
         path = self.lab.workdir / name
-        path.write_text(toml_text(self.config(**local)))
+        path.write_text(dumps(self.config(**local)))
         return path
 
     def dnactl(

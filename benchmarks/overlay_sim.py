@@ -196,7 +196,8 @@ def report(r: ScenarioResult) -> str:
         f"target left)",
         f"  key lookups: {r.key_lookups}, median {r.key_lookup_ms_median:.1f} ms, "
         f"{100 * r.key_closest_recall:.2f} % of the true k closest found",
-        f"  neighbours known: {r.neighbours_known_of_5:.3f} of 5",
+        f"  neighbours known: {r.neighbours_known_of_5:.3f} of 5 (among its 5 closest "
+        f"table entries: {r.neighbours_view_of_5:.3f})",
         f"  maintenance traffic: {r.maintenance_bytes_per_s:.1f} B/s per peer "
         f"({r.maintenance_msgs_per_s:.3f} messages/s); with lookups "
         f"{r.lookup_phase_bytes_per_s:.1f} B/s",

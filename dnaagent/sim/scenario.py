@@ -26,7 +26,9 @@ Measured:
 * success rate: node lookups whose result holds the searched node (the target still
   live when the lookup ended; lookups whose origin or target left are not counted);
 * for key lookups, the share of the truly k closest live nodes in the result;
-* neighbours known of 5;
+* neighbours known of 5 (of its 5 closest live nodes, how many a node has in its routing
+  table), and the stricter "neighbours seen of 5" (how many of them are among the 5
+  closest entries of its table, where stale entries of departed nodes count as wrong);
 * maintenance bytes per second and peer; by default the 64-byte signature the
   simulator does not compute is added to each message, to count what the agent sends;
 * simulated events per CPU-second of the event loop.
@@ -146,6 +148,7 @@ class ScenarioResult:
     key_closest_recall: float
     lookups_not_counted: int
     neighbours_known_of_5: float
+    neighbours_view_of_5: float
     neighbours_snapshots: list[float]
     maintenance_bytes_per_s: float
     maintenance_msgs_per_s: float
@@ -188,6 +191,8 @@ class _LookupRecord:
     ok: bool = False
     recall: float = 0.0
     error: bool = False
+    #: False when the origin or the searched node had left before the lookup ended.
+    counted: bool = True
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -330,9 +335,17 @@ class Scenario:
             if self.progress is not None:
                 self.progress(phase, self.clock.seconds(), self.config.total_time())
 
-    def _neighbour_snapshot(self) -> float:
+    def _neighbour_snapshot(self) -> tuple[float, float]:
+        """Compare every joined live node's neighbours with the global view.
+
+        Returns the mean number of its ``neighbours`` truly closest live nodes that a
+        node has in its routing table (the paper's Fig. 3 and issue 3), and the mean
+        number of those that are also among the ``neighbours`` closest entries of its
+        table (stale entries of departed nodes there count as wrong).
+        """
         k = self.config.neighbours
-        total = 0
+        known_total = 0.0
+        view_total = 0.0
         count = 0
         for peer in self.live:
             if not peer.joined:
@@ -341,10 +354,14 @@ class Scenario:
             truth = self.view.closest(peer.id_int, k, exclude=peer.id_int)
             if not truth:
                 continue
-            known = sum(1 for x in truth if x.to_bytes(20, "big") in table)
-            total += known * (k / len(truth))
+            scale = k / len(truth)
+            known_total += scale * sum(1 for x in truth if x.to_bytes(20, "big") in table)
+            seen = {c.key for c in table.closest(peer.id_int, k)}
+            view_total += scale * len(seen.intersection(truth))
             count += 1
-        return total / count if count else math.nan
+        if not count:
+            return math.nan, math.nan
+        return known_total / count, view_total / count
 
     def _start_lookup(self) -> None:
         c = self.config
@@ -371,6 +388,7 @@ class Scenario:
 
     def _lookup_done(self, contacts: list[Any], rec: _LookupRecord) -> None:
         rec.end = self.clock.seconds()
+        rec.counted = self._still_there(rec)
         found = {int.from_bytes(c.node_id, "big") for c in contacts}
         if rec.is_node:
             rec.ok = rec.target in found
@@ -382,6 +400,11 @@ class Scenario:
     def _lookup_failed(self, failure: Any, rec: _LookupRecord) -> None:
         rec.end = self.clock.seconds()
         rec.error = True
+        rec.counted = self._still_there(rec)
+
+    @staticmethod
+    def _still_there(rec: _LookupRecord) -> bool:
+        return rec.origin.alive and (rec.target_peer is None or rec.target_peer.alive)
 
     def _schedule_lookups(self, until: float) -> None:
         rate = self.config.lookup_rate
@@ -419,7 +442,7 @@ class Scenario:
         t_maint = spread + c.warmup
         t_lookups = t_maint + c.maintenance_window
         t_end = t_lookups + c.duration
-        snaps: list[float] = []
+        snaps: list[tuple[float, float]] = []
         snap_times = [
             t_maint + (t_end - t_maint) * (i + 0.5) / max(1, c.snapshots)
             for i in range(c.snapshots)
@@ -448,7 +471,12 @@ class Scenario:
         self._join(peer, via)
 
     def _result(
-        self, before: Any, after: Any, lookups_end: Any, snaps: list[float], wall: float
+        self,
+        before: Any,
+        after: Any,
+        lookups_end: Any,
+        snaps: list[tuple[float, float]],
+        wall: float,
     ) -> ScenarioResult:
         c = self.config
         sig = SIGNATURE_BYTES if c.count_signatures else 0
@@ -464,16 +492,17 @@ class Scenario:
         counted: list[_LookupRecord] = []
         not_counted = 0
         for r in self.records:
-            if not r.origin.alive or (r.target_peer is not None and not r.target_peer.alive):
-                not_counted += 1
-            else:
+            # A lookup still running at the end counts (as failed) if its origin is live.
+            if r.counted if r.end >= 0 else r.origin.alive:
                 counted.append(r)
+            else:
+                not_counted += 1
         node = [r for r in counted if r.is_node]
         keys = [r for r in counted if not r.is_node]
         ok_node = [r for r in node if r.ok]
         times = [(r.end - r.start) * 1000 for r in ok_node]
         key_times = [(r.end - r.start) * 1000 for r in keys if r.end >= 0]
-        valid_snaps = [s for s in snaps if not math.isnan(s)]
+        valid_snaps = [s for s in snaps if not math.isnan(s[0])]
         cpu = self.cpu
         return ScenarioResult(
             nodes=c.nodes,
@@ -493,8 +522,13 @@ class Scenario:
             key_lookup_ms_median=_percentile(key_times, 0.5),
             key_closest_recall=statistics.fmean(r.recall for r in keys) if keys else math.nan,
             lookups_not_counted=not_counted,
-            neighbours_known_of_5=statistics.fmean(valid_snaps) if valid_snaps else math.nan,
-            neighbours_snapshots=snaps,
+            neighbours_known_of_5=(
+                statistics.fmean(s[0] for s in valid_snaps) if valid_snaps else math.nan
+            ),
+            neighbours_view_of_5=(
+                statistics.fmean(s[1] for s in valid_snaps) if valid_snaps else math.nan
+            ),
+            neighbours_snapshots=[s[0] for s in snaps],
             maintenance_bytes_per_s=maint_bytes,
             maintenance_msgs_per_s=maint_msgs,
             lookup_phase_bytes_per_s=lookup_bytes,

@@ -72,6 +72,28 @@ class ScheduleSection:
     )
 
 
+def _thresholds(v: list[str]) -> str | None:
+    from dnaagent.mediator.triggers import Threshold
+
+    for text in v:
+        try:
+            Threshold.parse(text)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
+@dataclass
+class TriggersSection:
+    """Rules that turn results into events (and so into SNMP notifications)."""
+
+    thresholds: list[str] = key(
+        [],
+        "numeric details watched: MODULE.TEST.DETAIL OP NUMBER (local.PingOwnIP.rtt_ms > 5)",
+        _thresholds,
+    )
+
+
 @dataclass
 class StoreSection:
     """The results store (SQLite in the state directory)."""
@@ -111,6 +133,7 @@ class Config:
     mediator: MediatorSection = field(default_factory=MediatorSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     store: StoreSection = field(default_factory=StoreSection)
+    triggers: TriggersSection = field(default_factory=TriggersSection)
     local: LocalSection = field(default_factory=LocalSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

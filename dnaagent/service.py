@@ -30,7 +30,7 @@ from dnaagent.mediator.interface import ITestModule
 from dnaagent.mediator.mediator import Mediator
 from dnaagent.mediator.scheduler import Scheduler
 from dnaagent.mediator.store import ResultsStore
-from dnaagent.mediator.triggers import Triggers
+from dnaagent.mediator.triggers import StatusChange, Threshold, Triggers
 from dnaagent.modules.registry import load_modules
 
 
@@ -52,7 +52,9 @@ class AgentService(MultiService):
         self.state_dir = os.path.abspath(cfg.agent.state_dir)
         self.started_at: float | None = None
         self.store: ResultsStore | None = None
-        self.triggers = Triggers()
+        self.triggers = Triggers(
+            [StatusChange(), *(Threshold.parse(t) for t in cfg.triggers.thresholds)]
+        )
         self.mediator: Mediator | None = None
         self.scheduler: Scheduler | None = None
         self.api = JsonApi()

@@ -10,6 +10,7 @@ subscribers and keeps one subscriber's failure from reaching the others.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,6 +83,12 @@ _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+_THRESHOLD = re.compile(
+    r"^\s*([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\s*(<=|>=|<|>)\s*"
+    r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
 @dataclass(frozen=True)
 class Threshold:
     """Fires when a numeric detail of a test crosses a limit (edge-triggered).
@@ -100,6 +107,21 @@ class Threshold:
     def __post_init__(self) -> None:
         if self.comparison not in _COMPARISONS:
             raise ValueError(f"comparison must be one of {', '.join(_COMPARISONS)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Threshold:
+        """Read ``"module.test.detail OP limit"``, e.g. ``"local.PingOwnIP.rtt_ms > 5"``.
+
+        Raises ValueError with a sentence saying what is wrong.
+        """
+        match = _THRESHOLD.match(text)
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a threshold; write MODULE.TEST.DETAIL OP NUMBER, "
+                "e.g. local.PingOwnIP.rtt_ms > 5 (OP one of <, <=, >, >=)"
+            )
+        module, test, detail, comparison, limit = match.groups()
+        return cls(module, test, detail, comparison, float(limit))
 
     def _crossed(self, result: TestResult | None) -> bool | None:
         if result is None:

@@ -125,6 +125,8 @@ def test_each_option_overrides_its_key(tmp_path, info) -> None:
     elif info.type is float:
         expected = info.default * 2
         text = repr(expected)
+    elif info.option == "triggers-thresholds":
+        text, expected = "m.t.rtt_ms > 1", ["m.t.rtt_ms > 1"]
     elif info.type is list:
         text, expected = "alpha,beta", ["alpha", "beta"]
     elif info.option == "control-host":

@@ -161,3 +161,32 @@ def test_scheduler_rejects_bad_settings() -> None:
         Scheduler(Mediator(clock), clock, [], 0)
     with pytest.raises(ValueError):
         Scheduler(Mediator(clock), clock, [], 10, 1.5)
+
+
+def test_threshold_parse() -> None:
+    """Thresholds are written MODULE.TEST.DETAIL OP NUMBER; nonsense is refused."""
+    rule = Threshold.parse(" local.PingOwnIP.rtt_ms >= 2.5 ")
+    assert rule == Threshold("local", "PingOwnIP", "rtt_ms", ">=", 2.5)
+    assert Threshold.parse("m.t.loss<-1e-3").limit == -0.001
+    for bad in ("local.PingOwnIP > 5", "local.PingOwnIP.rtt_ms == 5", "a.b.c > x", ""):
+        with pytest.raises(ValueError, match="MODULE.TEST.DETAIL"):
+            Threshold.parse(bad)
+
+
+def test_threshold_config_is_checked_and_used(tmp_path) -> None:
+    """[triggers] thresholds are validated at load and become rules of the agent."""
+    from dnaagent import config
+    from dnaagent.errors import ConfigError
+    from dnaagent.service import AgentService
+
+    with pytest.raises(ConfigError, match="triggers.thresholds"):
+        config.load(None, {"triggers.thresholds": "local.X > y"})
+    cfg = config.load(
+        None,
+        {
+            "triggers.thresholds": "local.PingOwnIP.rtt_ms > 5",
+            "agent.state_dir": str(tmp_path),
+        },
+    )
+    agent = AgentService(cfg, task.Clock(), modules=[])
+    assert Threshold("local", "PingOwnIP", "rtt_ms", ">", 5.0) in agent.triggers.rules

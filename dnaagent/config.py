@@ -89,7 +89,7 @@ class TriggersSection:
 
     thresholds: list[str] = key(
         [],
-        "numeric details watched: MODULE.TEST.DETAIL OP NUMBER (local.PingOwnIP.rtt_ms > 5)",
+        "numeric details watched: MODULE.TEST.DETAIL OP NUMBER (local.PingOwnIP.rtt_ms_max > 5)",
         _thresholds,
     )
 

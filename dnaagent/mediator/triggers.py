@@ -93,7 +93,7 @@ _THRESHOLD = re.compile(
 class Threshold:
     """Fires when a numeric detail of a test crosses a limit (edge-triggered).
 
-    For example ``Threshold("local", "PingOwnIP", "rtt_ms", ">", 5.0)``
+    For example ``Threshold("local", "PingOwnIP", "rtt_ms_max", ">", 5.0)``
     fires when the round-trip time goes above 5 ms, and not again until it
     has come back below.
     """
@@ -110,7 +110,7 @@ class Threshold:
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
-        """Read ``"module.test.detail OP limit"``, e.g. ``"local.PingOwnIP.rtt_ms > 5"``.
+        """Read ``"module.test.detail OP limit"``, e.g. ``"local.PingOwnIP.rtt_ms_max > 5"``.
 
         Raises ValueError with a sentence saying what is wrong.
         """
@@ -118,7 +118,7 @@ class Threshold:
         if match is None:
             raise ValueError(
                 f"{text!r} is not a threshold; write MODULE.TEST.DETAIL OP NUMBER, "
-                "e.g. local.PingOwnIP.rtt_ms > 5 (OP one of <, <=, >, >=)"
+                "e.g. local.PingOwnIP.rtt_ms_max > 5 (OP one of <, <=, >, >=)"
             )
         module, test, detail, comparison, limit = match.groups()
         return cls(module, test, detail, comparison, float(limit))

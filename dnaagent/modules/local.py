@@ -127,6 +127,16 @@ def _summary(results: Sequence[PingResult]) -> str:
     )
 
 
+def _ping_stats(results: Sequence[PingResult]) -> dict[str, Any]:
+    """Flat figures of a set of pings, for threshold triggers and the MIB."""
+    rtts = [r.rtt_ms for r in results if r.reply and r.rtt_ms is not None]
+    return {
+        "rtt_ms_max": max(rtts) if rtts else None,
+        "rtt_ms_avg": sum(rtts) / len(rtts) if rtts else None,
+        "unreachable": sum(1 for r in results if not r.reply),
+    }
+
+
 def _ping_details(results: Sequence[PingResult]) -> list[dict[str, Any]]:
     return [
         {"address": r.address, "reply": r.reply, "rtt_ms": r.rtt_ms, "error": r.error}
@@ -366,7 +376,7 @@ class LocalRun:
         if self.host.ipv6_enabled():
             targets.append(("::1", None))
         results = await self._ping_all(targets)
-        details = {"pings": _ping_details(results)}
+        details = {"pings": _ping_details(results), **_ping_stats(results)}
         failed = [r for r in results if not r.reply]
         if failed:
             lo = next((link for link in self.host.links() if link.loopback), None)
@@ -661,7 +671,7 @@ class LocalRun:
             return Outcome.error(f"{self.nic} has no address to ping", nic=self.nic)
         targets = [(str(a.ip), self._scope(str(a.ip), self.nic)) for a in addresses]
         results = await self._ping_all(targets)
-        details = {"nic": self.nic, "pings": _ping_details(results)}
+        details = {"nic": self.nic, "pings": _ping_details(results), **_ping_stats(results)}
         failed = [r for r in results if not r.reply]
         if failed:
             return Outcome.error(
@@ -691,7 +701,7 @@ class LocalRun:
                 pings.append(self._ping(address, self._scope(address, None)))
         results = await _gather(pings)
         per_host = [{"host": h, **d} for h, d in zip(hosts, _ping_details(results), strict=True)]
-        details = {"hosts": per_host, "failures_allowed": limit}
+        details = {"hosts": per_host, "failures_allowed": limit, **_ping_stats(results)}
         down = [(h, r) for h, r in zip(hosts, results, strict=True) if not r.reply]
         up = [(h, r) for h, r in zip(hosts, results, strict=True) if r.reply]
         up_text = ", ".join(f"{h} in {r.rtt_ms:.1f} ms" for h, r in up)

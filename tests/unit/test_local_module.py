@@ -647,6 +647,20 @@ def test_pingwellknownhosts_threshold() -> None:
     assert "2 of 3 well-known hosts do not answer" in outcome.message
 
 
+def test_ping_tests_give_flat_figures_for_thresholds() -> None:
+    """Ping tests report rtt_ms_max, rtt_ms_avg and unreachable at the top of details."""
+    rig = Rig(well_known_hosts=["198.51.100.1", "198.51.100.2", "198.51.100.3"])
+    rig.pinger.answer("198.51.100.1", "198.51.100.2")
+    details = rig.run("PingWellKnownHosts").details
+    assert details["unreachable"] == 1
+    assert details["rtt_ms_max"] == 0.5 and details["rtt_ms_avg"] == 0.5
+    rig.pinger.answers.clear()
+    details = rig.run("PingWellKnownHosts").details
+    assert details["unreachable"] == 3 and details["rtt_ms_max"] is None
+    own = Rig().run("PingOwnIP").details
+    assert own["unreachable"] == 0 and own["rtt_ms_max"] is not None
+
+
 # -- optional tests ---------------------------------------------------------------
 
 

@@ -1,0 +1,201 @@
+"""Sending one notification to one target: the small interface and pysnmp.
+
+:class:`Sender` is all the notification service needs: ``send(target,
+varbinds)`` returns a Deferred that fires when a trap has been handed to the
+network or an inform has been acknowledged, and fails otherwise (no
+acknowledgement within the timeout, a refused v3 user, a socket error).
+Retries are not the sender's business: the service retries informs from the
+persisted queue, so the sender makes exactly one attempt.
+
+:class:`PysnmpSender` implements it with pysnmp 7 on the running asyncio
+loop (Twisted's asyncio reactor): SNMPv2c and SNMPv3 (authPriv, SHA-2 and
+AES) traps and informs to IPv4 and IPv6 targets. Tests use a fake with the
+same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from dnaagent.errors import DnaAgentError
+from dnaagent.snmp.notify.targets import TRAP, Target
+from dnaagent.snmp.notify.varbinds import VarBind
+from dnaagent.snmp.tree import Kind, Value, format_oid
+
+ENGINE_ID_FILE = "snmp-engine-id"
+
+
+class SendError(DnaAgentError, RuntimeError):
+    """A notification could not be delivered by this attempt."""
+
+
+class NotAcknowledged(SendError):
+    """An inform got no acknowledgement within the timeout."""
+
+
+class Sender(Protocol):
+    """Sends one notification to one target, once."""
+
+    def send(self, target: Target, varbinds: Sequence[VarBind]) -> Deferred[None]:
+        """Fire when sent (trap) or acknowledged (inform); fail with :class:`SendError`."""
+
+    def close(self) -> None:
+        """Release sockets and timers."""
+
+
+def engine_id_for(state_dir: str, enterprise: int) -> bytes:
+    """The SNMP engine ID kept in ``state_dir``, created at first use.
+
+    The ID has the RFC 3411 form for random octets: the enterprise number
+    with the top bit set, format 5, then 8 random octets.
+    """
+    path = os.path.join(state_dir, ENGINE_ID_FILE)
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        octets = bytes.fromhex(text)
+        if 5 <= len(octets) <= 32:
+            return octets
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        Logger().warn("{path} does not hold a hex engine ID; making a new one", path=path)
+    octets = (enterprise | 0x80000000).to_bytes(4, "big") + b"\x05" + os.urandom(8)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(octets.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return octets
+
+
+class PysnmpSender:
+    """Traps and informs with pysnmp 7 on the reactor's asyncio loop.
+
+    ``engine_id`` is the snmpEngineID of this sender (the authoritative
+    engine of its v3 traps: receivers need it in ``createUser -e``).
+    ``timeout`` is how long one inform waits for its acknowledgement.
+    """
+
+    log = Logger()
+
+    def __init__(self, engine_id: bytes, timeout: float = 5.0) -> None:
+        self.engine_id = engine_id
+        self.timeout = timeout
+        self._engine: Any = None
+        # pysnmp's high-level API is imported on first use: it is large.
+        self._hlapi: Any = None
+        self._timed_out: type[Exception] = Exception
+
+    def _api(self) -> Any:
+        if self._hlapi is None:
+            from pysnmp.hlapi.v3arch import asyncio as hlapi
+            from pysnmp.proto import errind
+
+            self._hlapi = hlapi
+            self._timed_out = errind.RequestTimedOut
+            self._engine = hlapi.SnmpEngine(snmpEngineID=hlapi.OctetString(self.engine_id))
+        return self._hlapi
+
+    def send(self, target: Target, varbinds: Sequence[VarBind]) -> Deferred[None]:
+        """See :class:`Sender`."""
+        future = asyncio.ensure_future(self._send(target, list(varbinds)))
+        return Deferred.fromFuture(future)
+
+    def _auth(self, target: Target, tag: str) -> Any:
+        api = self._api()
+        if target.version == "v2c":
+            return api.CommunityData(
+                f"c{tag}", target.community, mpModel=1, tag=tag, securityName=f"c{tag}"
+            )
+        auth = {
+            "SHA-224": api.USM_AUTH_HMAC128_SHA224,
+            "SHA-256": api.USM_AUTH_HMAC192_SHA256,
+            "SHA-384": api.USM_AUTH_HMAC256_SHA384,
+            "SHA-512": api.USM_AUTH_HMAC384_SHA512,
+        }[target.auth_protocol]
+        priv = {
+            "AES": api.USM_PRIV_CFB128_AES,
+            "AES-192": api.USM_PRIV_CFB192_AES_BLUMENTHAL,
+            "AES-256": api.USM_PRIV_CFB256_AES_BLUMENTHAL,
+        }[target.priv_protocol]
+        return api.UsmUserData(
+            target.user,
+            target.auth_key,
+            target.priv_key,
+            authProtocol=auth,
+            privProtocol=priv,
+        )
+
+    def _value(self, value: Value) -> Any:
+        api = self._api()
+        kind = value.kind
+        if kind is Kind.OCTETS:
+            return api.OctetString(value.value)
+        if kind is Kind.OPAQUE:
+            return api.Opaque(value.value)
+        if kind is Kind.OID:
+            return api.ObjectIdentifier(value.value)
+        if kind is Kind.IPADDRESS:
+            return api.IpAddress(value.value)
+        if kind is Kind.INTEGER:
+            return api.Integer32(value.value)
+        if kind is Kind.COUNTER32:
+            return api.Counter32(value.value)
+        if kind is Kind.GAUGE32:
+            return api.Gauge32(value.value)
+        if kind is Kind.TIMETICKS:
+            return api.TimeTicks(value.value)
+        return api.Counter64(value.value)
+
+    async def _send(self, target: Target, varbinds: list[VarBind]) -> None:
+        api = self._api()
+        # One tag per target keeps pysnmp from pairing a target's parameters
+        # with another target's address (a trap and an inform to one host).
+        tag = hashlib.sha256(target.key.encode()).hexdigest()[:16]
+        cls = api.Udp6TransportTarget if target.family == 6 else api.UdpTransportTarget
+        try:
+            transport = await cls.create(
+                (target.host, target.port), timeout=self.timeout, retries=0, tagList=tag
+            )
+            objects = [
+                api.ObjectType(api.ObjectIdentity(format_oid(oid)), self._value(value))
+                for oid, value in varbinds
+            ]
+            error, status, index, _ = await api.send_notification(
+                self._engine,
+                self._auth(target, tag),
+                transport,
+                api.ContextData(),
+                target.mode,
+                *objects,
+                lookupMib=False,
+            )
+        except SendError:
+            raise
+        except Exception as e:
+            raise SendError(f"{target}: {type(e).__name__}: {e}") from e
+        if error is not None:
+            if isinstance(error, self._timed_out) and target.mode != TRAP:
+                raise NotAcknowledged(f"{target}: no acknowledgement in {self.timeout:g} s")
+            raise SendError(f"{target}: {error}")
+        if status:
+            raise SendError(f"{target}: error-status {status} at {index}")
+
+    def close(self) -> None:
+        """Close the engine's sockets and its timer."""
+        if self._engine is not None:
+            try:
+                self._engine.close_dispatcher()
+            except Exception:
+                self.log.failure("closing the SNMP engine failed")
+            self._engine = None
+            self._hlapi = None

@@ -39,7 +39,8 @@ from __future__ import annotations
 import hashlib
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, Protocol
 
 import msgpack
@@ -503,17 +504,32 @@ def contact_record(node_id: bytes, address: tuple[str, int]) -> tuple[bool, byte
     return True, _V6_RECORD.pack(node_id, packed, address[1])
 
 
-def pack_contacts(records: list[tuple[bool, bytes]]) -> list[bytes]:
+def pack_contacts(records: Iterable[tuple[bool, bytes]]) -> list[bytes]:
     """Return a NODES body from records made by :func:`contact_record`."""
-    return [
-        b"".join(r for v6, r in records if not v6),
-        b"".join(r for v6, r in records if v6),
-    ]
+    v4: list[bytes] = []
+    v6: list[bytes] = []
+    for is_v6, record in records:
+        (v6 if is_v6 else v4).append(record)
+    return [b"".join(v4), b"".join(v6)]
+
+
+def nodes_body(v4_records: list[bytes], v6_records: list[bytes]) -> list[bytes]:
+    """Return a NODES body from already separated IPv4 and IPv6 records."""
+    return [b"".join(v4_records), b"".join(v6_records)]
+
+
+def iter_records(body: list[bytes]) -> Iterator[tuple[bytes, bytes, int]]:
+    """Yield ``(node_id, packed_host, port)`` for each contact of a NODES body.
+
+    The host stays packed (see :func:`unpack_host`): most contacts of an answer
+    are never used, so their address is not converted.
+    """
+    if body[1]:
+        return chain(_V4_RECORD.iter_unpack(body[0]), _V6_RECORD.iter_unpack(body[1]))
+    return _V4_RECORD.iter_unpack(body[0])
 
 
 def iter_contacts(body: list[bytes]) -> Iterator[tuple[bytes, tuple[str, int]]]:
     """Yield ``(node_id, (host, port))`` for each contact of a NODES body."""
-    for node_id, packed, port in _V4_RECORD.iter_unpack(body[0]):
-        yield node_id, (unpack_host(packed), port)
-    for node_id, packed, port in _V6_RECORD.iter_unpack(body[1]):
+    for node_id, packed, port in iter_records(body):
         yield node_id, (unpack_host(packed), port)

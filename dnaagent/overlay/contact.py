@@ -41,29 +41,25 @@ class Contact(RttEstimator):
     ``failures`` counts requests in a row it did not answer.
     """
 
-    __slots__ = ("node_id", "key", "address", "last_seen", "failures", "_record")
+    __slots__ = ("node_id", "key", "address", "last_seen", "failures", "v6", "record")
 
     def __init__(self, node_id: bytes, address: Address, last_seen: float = 0.0) -> None:
-        super().__init__()
+        # RttEstimator.__init__ inlined: contacts are created on hot paths.
+        self.srtt = None
+        self.rttvar = 0.0
         self.node_id = node_id
         self.key = int.from_bytes(node_id, "big")
-        self.address = address
         self.last_seen = last_seen
         self.failures = 0
-        self._record: tuple[bool, bytes] | None = None
+        self.address = address
+        #: The contact's fixed-size NODES record and whether it is an IPv6 one.
+        self.v6, self.record = wire.contact_record(node_id, address)
 
     def set_address(self, address: Address) -> None:
         """Record that the peer now uses ``address``."""
         if address != self.address:
             self.address = address
-            self._record = None
-
-    @property
-    def record(self) -> tuple[bool, bytes]:
-        """The contact's NODES record (cached)."""
-        if self._record is None:
-            self._record = wire.contact_record(self.node_id, self.address)
-        return self._record
+            self.v6, self.record = wire.contact_record(self.node_id, address)
 
     def as_dict(self, now: float) -> dict[str, object]:
         """Return plain data for display (``dnactl peers``) and export."""

@@ -39,9 +39,11 @@ for its answer or its hard timeout.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any
 
 from dnaagent.overlay.contact import Address
+from dnaagent.wire import unpack_host
 
 NEW = 0
 ASKED = 1
@@ -54,17 +56,29 @@ RttHint = Callable[[bytes], float | None]
 
 
 class Candidate:
-    """One peer known to a lookup."""
+    """One peer known to a lookup.
 
-    __slots__ = ("node_id", "key", "address", "dist", "state", "rank")
+    ``host`` may still be packed (4 or 16 bytes, as it came in a NODES answer);
+    :attr:`address` converts it when the candidate is actually asked.
+    """
 
-    def __init__(self, node_id: bytes, key: int, address: Address, target: int, rtt: float) -> None:
+    __slots__ = ("node_id", "dist", "host", "port", "state", "rank")
+
+    def __init__(self, node_id: bytes, dist: int, host: str | bytes, port: int, rtt: float) -> None:
         self.node_id = node_id
-        self.key = key
-        self.address = address
-        self.dist = key ^ target
+        self.dist = dist
+        self.host = host
+        self.port = port
         self.state = NEW
-        self.rank = (self.dist.bit_length(), rtt)
+        self.rank = (dist.bit_length(), rtt)
+
+    @property
+    def address(self) -> Address:
+        """The candidate's ``(host, port)``."""
+        host = self.host
+        if type(host) is bytes:
+            host = self.host = unpack_host(host)
+        return (host, self.port)
 
     def __repr__(self) -> str:
         return f"Candidate({self.node_id.hex()[:12]}, {STATE_NAMES[self.state]})"
@@ -73,15 +87,15 @@ class Candidate:
 class Lookup:
     """One iterative node or value lookup.
 
-    ``contacts`` seeds the lookup with ``(node_id, address)`` pairs (usually
-    the routing table's closest); ``rtt_hint`` returns a known round-trip time
+    ``contacts`` seeds the lookup with ``(node_id, host, port)`` records
+    (usually the routing table's closest); ``rtt_hint`` returns a known round-trip time
     for a node ID or ``None``; ``exclude`` (the local node's ID) is never asked.
     """
 
     def __init__(
         self,
         target: bytes,
-        contacts: Iterable[tuple[bytes, Address]],
+        contacts: Iterable[tuple[bytes, str | bytes, int]],
         *,
         k: int = 20,
         alpha: int = 3,
@@ -104,37 +118,39 @@ class Lookup:
         self.value: Any = None
         self.value_from: Candidate | None = None
         self.queries = 0
+        self._limit = 4 * k
         self._add(contacts)
 
     # ------------------------------------------------------------ helpers
 
-    def _add(self, contacts: Iterable[tuple[bytes, Address]]) -> None:
+    def _add(self, records: Iterable[tuple[bytes, str | bytes, int]]) -> None:
         cands = self.candidates
+        order = self._order
         target = self.target_key
         hint = self._rtt_hint
+        exclude = self.exclude
+        limit = self._limit
+        # Candidates beyond the closest ``limit`` would never be asked: they
+        # are not even created once the list is full.
+        worst = order[-1].dist if len(order) >= limit else None
         added = False
-        for node_id, address in contacts:
-            if node_id in cands or node_id == self.exclude:
+        from_bytes = int.from_bytes
+        for node_id, host, port in records:
+            if node_id in cands or node_id == exclude:
+                continue
+            dist = from_bytes(node_id, "big") ^ target
+            if worst is not None and dist >= worst:
                 continue
             rtt = hint(node_id) if hint is not None else None
-            c = Candidate(
-                node_id,
-                int.from_bytes(node_id, "big"),
-                address,
-                target,
-                rtt if rtt is not None else 1e9,
-            )
+            c = Candidate(node_id, dist, host, port, 1e9 if rtt is None else rtt)
             cands[node_id] = c
-            self._order.append(c)
+            order.append(c)
             added = True
         if added:
-            self._order.sort(key=_by_dist)
-            # Candidates far outside the window will never be asked: drop them
-            # to keep every step cheap.
-            limit = 4 * self.k
-            if len(self._order) > limit:
+            order.sort(key=_by_dist)
+            if len(order) > limit:
                 keep: list[Candidate] = []
-                for c in self._order:
+                for c in order:
                     if len(keep) < limit or c.state != NEW:
                         keep.append(c)
                     else:
@@ -191,8 +207,14 @@ class Lookup:
         """Return the first candidates to ask (up to ``alpha``)."""
         return self._step()
 
-    def answered(self, node_id: bytes, nodes: Iterable[tuple[bytes, Address]]) -> list[Candidate]:
-        """Record that ``node_id`` answered with ``nodes``; return who to ask next."""
+    def answered(
+        self, node_id: bytes, nodes: Iterable[tuple[bytes, str | bytes, int]]
+    ) -> list[Candidate]:
+        """Record that ``node_id`` answered with ``nodes``; return who to ask next.
+
+        ``nodes`` holds ``(node_id, host, port)`` records, ``host`` text or
+        packed (see :func:`dnaagent.wire.iter_records`).
+        """
         c = self._finish_request(node_id)
         if c is None:
             return []
@@ -254,5 +276,4 @@ class Lookup:
         return [c for c in self._order if c.state in (ASKED, SLOW)]
 
 
-def _by_dist(c: Candidate) -> int:
-    return c.dist
+_by_dist = attrgetter("dist")

@@ -560,9 +560,11 @@ class OverlayNode(DatagramProtocol):
 
     def _nodes_body(self, target: bytes, exclude: bytes) -> list[bytes]:
         closest = self.routing_table.closest(
-            int.from_bytes(target, "big"), self.config.k, exclude=exclude
+            int.from_bytes(target, "big"), self.config.k, exclude=exclude, ordered=False
         )
-        return wire.pack_contacts([c.record for c in closest])
+        return wire.nodes_body(
+            [c.record for c in closest if not c.v6], [c.record for c in closest if c.v6]
+        )
 
     def _on_find_node(self, msg: Message, addr: Address) -> None:
         if self._not_served(msg, addr):
@@ -645,7 +647,7 @@ class OverlayNode(DatagramProtocol):
         closest = self.routing_table.closest(int.from_bytes(target, "big"), cfg.k)
         lk = Lookup(
             target,
-            [(c.node_id, c.address) for c in closest],
+            [(c.node_id, c.address[0], c.address[1]) for c in closest],
             k=cfg.k,
             alpha=cfg.alpha,
             find_value=find_value,
@@ -674,7 +676,7 @@ class OverlayNode(DatagramProtocol):
         def on_reply(msg: Message, rtt: float) -> None:
             t = msg.type
             if t == NODES:
-                nxt = lk.answered(node_id, wire.iter_contacts(msg.body))
+                nxt = lk.answered(node_id, wire.iter_records(msg.body))
             elif t == VALUE and lk.find_value:
                 nxt = lk.found_value(node_id, msg.body)
             else:

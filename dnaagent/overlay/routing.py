@@ -105,25 +105,31 @@ class RoutingTable:
             b = self.buckets[index] = KBucket(now)
         return b
 
-    def closest(self, target: int, n: int, exclude: bytes | None = None) -> list[Contact]:
-        """Return up to ``n`` contacts closest to ``target`` by XOR distance, closest first.
+    def closest(
+        self, target: int, n: int, exclude: bytes | None = None, *, ordered: bool = True
+    ) -> list[Contact]:
+        """Return up to ``n`` contacts closest to ``target`` by XOR distance.
 
         Walks the buckets in distance order instead of sorting the whole table:
         the target's own bucket first, then every nearer bucket together (all
-        their distances share the target's top bit), then farther buckets.
+        their distances share the target's top bit), then farther buckets. With
+        ``ordered=False`` the result is the same set but only partly sorted
+        (enough for a NODES answer, whose receiver sorts anyway).
         """
         out: list[Contact] = []
         i = (self.own_key ^ target).bit_length() - 1
         buckets = self.buckets
 
         def take(group: list[Contact]) -> bool:
+            if exclude is not None:
+                group = [c for c in group if c.node_id != exclude]
+            need = n - len(out)
+            if len(group) <= need and not ordered:
+                out.extend(group)
+                return len(out) >= n
             group.sort(key=lambda c: c.key ^ target)
-            for c in group:
-                if c.node_id != exclude:
-                    out.append(c)
-                    if len(out) >= n:
-                        return True
-            return False
+            out.extend(group[:need])
+            return len(out) >= n
 
         if i >= 0:
             b = buckets[i]

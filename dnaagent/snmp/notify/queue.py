@@ -27,7 +27,7 @@ persisted ``dropped`` counter and logged.
 Durability: the database is in WAL mode with ``synchronous=FULL`` and every
 change is one committed transaction, so a notification that
 :meth:`NotificationQueue.enqueue` returned survives a crash, ``kill -9`` and a
-power cut. Terminal rows are kept for the last :data:`KEEP_DONE`
+power cut. Finished rows are kept for the last :data:`KEEP_DONE`
 notifications and then pruned; counters are kept forever.
 
 All calls are synchronous and short; the agent calls them from the reactor
@@ -118,7 +118,8 @@ class NotificationQueue:
     """Notifications and their deliveries in an SQLite database file.
 
     ``max_pending_per_target`` and ``max_pending_total`` bound the pending
-    deliveries; see the module docstring for the drop policy.
+    deliveries; see the module docstring for the drop policy. Finished
+    notifications are kept for the newest ``keep_done``.
     """
 
     def __init__(
@@ -127,12 +128,14 @@ class NotificationQueue:
         *,
         max_pending_per_target: int = 10_000,
         max_pending_total: int = 100_000,
+        keep_done: int = KEEP_DONE,
     ) -> None:
         if max_pending_per_target < 1 or max_pending_total < 1:
             raise ValueError("queue bounds must be at least 1")
         self.path = os.fspath(path)
         self.max_pending_per_target = max_pending_per_target
         self.max_pending_total = max_pending_total
+        self.keep_done = keep_done
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -274,7 +277,7 @@ class NotificationQueue:
         db.execute(
             "DELETE FROM notifications WHERE id <= ? AND NOT EXISTS (SELECT 1 FROM deliveries"
             " WHERE notification_id = notifications.id AND state = ?)",
-            (newest - KEEP_DONE, PENDING),
+            (newest - self.keep_done, PENDING),
         )
 
     def record_attempt(self, nid: int, target: str, now: float, next_attempt: float) -> int:

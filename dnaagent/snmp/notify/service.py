@@ -86,6 +86,7 @@ class NotificationService(Service):
             for t in parse_targets(section.trap_sinks, TRAP)
             + parse_targets(section.inform_targets, INFORM)
         }
+        os.makedirs(state_dir, mode=0o750, exist_ok=True)
         self.queue = NotificationQueue(
             os.path.join(state_dir, QUEUE_FILE),
             max_pending_per_target=section.max_pending_per_target,

@@ -453,7 +453,6 @@ class AgentxProtocol(Protocol):
             if ok:
                 registered.append(subtree)
             else:
-                self.counters.refused += 1
                 self.log.error(
                     "AgentX master did not register {subtree}: {why}",
                     subtree=format_oid(subtree),

@@ -371,7 +371,8 @@ class OverlayNode(DatagramProtocol):
         """Send a request; exactly one of ``on_reply``/``on_fail`` is called later.
 
         Returns ``False`` (and calls neither) when the request could not be
-        sent at all. ``on_soft`` is called after ``soft`` seconds without an
+        sent at all; raises :class:`~dnaagent.wire.WireError` when it cannot be
+        encoded (too large). ``on_soft`` is called after ``soft`` seconds without an
         answer; the request stays open until ``timeout``.
         """
         if not self._running or len(self._pending) >= self.config.max_pending:
@@ -381,11 +382,7 @@ class OverlayNode(DatagramProtocol):
         txid = getrandbits(32)
         while txid in pending:
             txid = getrandbits(32)
-        try:
-            if not self._send(address, mtype, txid, body):
-                return False
-        except WireError:
-            log.failure("cannot encode a request to {address}", address=address)
+        if not self._send(address, mtype, txid, body):
             return False
         now = self._clock.seconds()
         rpc = _Rpc(txid, address, node_id, now, on_reply, on_fail, on_soft)

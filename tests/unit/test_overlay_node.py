@@ -1,0 +1,421 @@
+"""Tests of OverlayNode on an in-memory datagram network driven by task.Clock."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from dnaagent import wire
+from dnaagent.overlay import (
+    Identity,
+    JoinError,
+    NotRunning,
+    OverlayConfig,
+    OverlayNode,
+    PeerNotFound,
+    RemoteError,
+    RequestTimeout,
+)
+from tests.fakes.datagram import MemoryNetwork, raw_sender
+
+PORT = 4001
+
+
+def _addr(i: int, v6: bool = False) -> tuple[str, int]:
+    return (f"2001:db8::{i + 1:x}", PORT) if v6 else (f"192.0.2.{i + 1}", PORT)
+
+
+class Net:
+    """A small overlay on a MemoryNetwork with a task.Clock."""
+
+    def __init__(
+        self, n: int, *, signed: bool = False, v6: bool = False, delay: float = 0.01, **cfg: Any
+    ) -> None:
+        self.clock = Clock()
+        self.net = MemoryNetwork(self.clock, delay=delay)
+        self.rng = random.Random(42)
+        self.signed = signed
+        self.v6 = v6
+        self.cfg = cfg
+        self.nodes: list[OverlayNode] = []
+        for _ in range(n):
+            self.add()
+
+    def add(self, role: str = "core", **cfg: Any) -> OverlayNode:
+        """Start one more node (not joined yet)."""
+        ident = Identity.generate() if self.signed else Identity.unsigned(self.rng)
+        config = OverlayConfig(require_signatures=self.signed, **{**self.cfg, **cfg})
+        node = OverlayNode(
+            ident, self.clock, role=role, config=config, rng=random.Random(len(self.nodes))
+        )
+        self.net.listen(_addr(len(self.nodes), self.v6), node)
+        self.nodes.append(node)
+        return node
+
+    def addr(self, node: OverlayNode) -> tuple[str, int]:
+        """The node's address."""
+        return _addr(self.nodes.index(node), self.v6)
+
+    def run(self, seconds: float = 3.0) -> None:
+        """Advance the clock in small steps."""
+        steps = int(seconds / 0.005)
+        for _ in range(steps):
+            self.clock.advance(0.005)
+
+    def result(self, d: Deferred[Any], seconds: float = 3.0) -> Any:
+        """Run until ``d`` fires; return its result (raise its failure)."""
+        out: list[Any] = []
+        d.addBoth(out.append)
+        for _ in range(int(seconds / 0.005)):
+            if out:
+                break
+            self.clock.advance(0.005)
+        assert out, "Deferred did not fire"
+        if isinstance(out[0], Failure):
+            out[0].raiseException()
+        return out[0]
+
+    def join_all(self) -> None:
+        """Join every node through the first one."""
+        seed = self.addr(self.nodes[0])
+        for node in self.nodes[1:]:
+            self.result(node.join([seed]))
+        self.run(2)
+
+
+def test_join_and_ping_fill_both_tables() -> None:
+    """A node that joins through a seed knows it, and the seed knows the newcomer."""
+    net = Net(2, signed=True)
+    a, b = net.nodes
+    assert net.result(b.join([net.addr(a)])) == 1
+    assert b.node_id in a.routing_table and a.node_id in b.routing_table
+    contact = b.routing_table.get(a.node_id)
+    assert contact is not None and contact.srtt == pytest.approx(0.02, abs=0.006)
+    assert net.result(b.ping(net.addr(a))) == a.node_id
+
+
+def test_join_without_answering_seed_fails() -> None:
+    """Seeds that never answer make join fail with JoinError after the retries."""
+    net = Net(1, rpc_timeout=0.5)
+    with pytest.raises(JoinError):
+        net.result(net.nodes[0].join([("192.0.2.200", PORT)], attempts=2), seconds=5)
+    assert net.nodes[0].counters["rpc_timeouts"] == 2
+
+
+def test_join_without_seeds_is_alone() -> None:
+    """join([]) succeeds with an empty table (discovery may fill it later)."""
+    net = Net(1)
+    assert net.result(net.nodes[0].join([])) == 0
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_every_node_finds_every_other(v6: bool) -> None:
+    """After joining, find() locates every node, over IPv4 or IPv6 addresses."""
+    net = Net(12, v6=v6)
+    net.join_all()
+    for a in net.nodes:
+        for b in net.nodes:
+            if a is not b:
+                c = net.result(a.find(b.node_id))
+                assert c is not None and c.node_id == b.node_id and c.address == net.addr(b)
+
+
+def test_lookup_returns_k_closest_sorted() -> None:
+    """lookup() answers the k closest live nodes, closest first."""
+    net = Net(30, k=5)
+    net.join_all()
+    target = random.Random(1).randbytes(20)
+    key = int.from_bytes(target, "big")
+    contacts = net.result(net.nodes[3].lookup(target))
+    expected = sorted(
+        (n.node_id for n in net.nodes if n is not net.nodes[3]),
+        key=lambda i: int.from_bytes(i, "big") ^ key,
+    )[:5]
+    assert [c.node_id for c in contacts] == expected
+
+
+def test_put_get_cache_and_expiry() -> None:
+    """put() stores at the k closest, get() finds it elsewhere and caches it on the way."""
+    net = Net(25, k=4, cache_ttl=30)
+    net.join_all()
+    key = b"K" * 20
+    stored = net.result(net.nodes[5].put(key, b"value-1", ttl=100))
+    assert stored >= 4
+    holders = [n for n in net.nodes if n.store.get(key, net.clock.seconds())]
+    assert len(holders) == stored
+    reader = next(n for n in net.nodes if n not in holders)
+    assert net.result(reader.get(key)) == [b"value-1"]
+    net.run(1)
+    cached = [n for n in net.nodes if n.store.get(key, net.clock.seconds())]
+    assert len(cached) in (len(holders), len(holders) + 1)
+    assert net.result(reader.get(b"N" * 20)) == []
+    # After the TTL the value is gone everywhere (the publisher stops too).
+    net.clock.advance(200)
+    for n in net.nodes:
+        n._expire()
+    assert not any(n.store.get(key, net.clock.seconds()) for n in net.nodes)
+
+
+def test_republish_restores_lost_copies() -> None:
+    """The original publisher stores its value again every republish interval."""
+    net = Net(10, k=3, republish_interval=100)
+    net.join_all()
+    key = b"R" * 20
+    publisher = net.nodes[2]
+    net.result(publisher.put(key, b"v", ttl=1000))
+    for n in net.nodes:
+        n.store = type(n.store)()  # every copy lost
+    net.clock.advance(120)
+    net.run(1)
+    assert sum(bool(n.store.get(key, net.clock.seconds())) for n in net.nodes) >= 3
+
+
+def test_application_rpc() -> None:
+    """Handlers answer values or Deferreds; errors and unknown names come back as RemoteError."""
+    net = Net(6)
+    net.join_all()
+    a, b = net.nodes[1], net.nodes[4]
+    seen: list[Any] = []
+
+    def echo(body: Any, sender: Any) -> Any:
+        seen.append(sender)
+        return {"echo": body}
+
+    def later(body: Any, sender: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        net.clock.callLater(0.1, d.callback, body * 2)
+        return d
+
+    def broken(body: Any, sender: Any) -> Any:
+        raise KeyError("secret detail")
+
+    b.register_handler("echo", echo)
+    b.register_handler("later", later)
+    b.register_handler("broken", broken)
+    assert net.result(a.request(b.node_id, "echo", [1, "x", b"y"])) == {"echo": [1, "x", b"y"]}
+    assert seen[0].node_id == a.node_id and seen[0].role == "core"
+    assert net.result(a.request(net.addr(b), "later", 21)) == 42
+    with pytest.raises(RemoteError) as info:
+        net.result(a.request(b.node_id, "broken", None))
+    assert info.value.code == wire.ERR_HANDLER_FAILED and "secret" not in info.value.text
+    with pytest.raises(RemoteError) as info:
+        net.result(a.request(b.node_id, "nope", None))
+    assert info.value.code == wire.ERR_UNKNOWN_HANDLER
+    with pytest.raises(wire.WireError):
+        net.result(a.request(b.node_id, "echo", b"x" * 9000))
+    b.register_handler("big", lambda body, sender: b"x" * 9000)
+    with pytest.raises(RemoteError) as info:
+        net.result(a.request(b.node_id, "big", None))
+    assert info.value.code == wire.ERR_TOO_LARGE
+    assert b.counters["app_requests_in"] == 5
+
+
+def test_request_to_unknown_node_id_looks_it_up() -> None:
+    """A request to a node ID that is not in the table finds it first."""
+    net = Net(20, k=3)
+    net.join_all()
+    a = net.nodes[7]
+    far = next(n for n in net.nodes if n is not a and n.node_id not in a.routing_table)
+    far.register_handler("who", lambda body, sender: far.node_id)
+    assert net.result(a.request(far.node_id, "who", None)) == far.node_id
+    with pytest.raises(PeerNotFound):
+        net.result(a.request(b"\x00" * 20, "who", None))
+
+
+def test_request_closest_reaches_the_closest_node() -> None:
+    """request_closest() is answered by the node whose ID is closest to the key."""
+    net = Net(15)
+    net.join_all()
+    for n in net.nodes:
+        n.register_handler("id", lambda body, sender, n=n: n.node_id)
+    key = random.Random(3).randbytes(20)
+    k = int.from_bytes(key, "big")
+    closest = min(net.nodes, key=lambda n: int.from_bytes(n.node_id, "big") ^ k)
+    for asker in net.nodes[:5]:
+        assert net.result(asker.request_closest(key, "id", None)) == closest.node_id
+
+
+def test_request_timeout_when_peer_crashed() -> None:
+    """A crashed peer makes requests time out, and is evicted after repeated failures."""
+    net = Net(3, max_failures=2)
+    net.join_all()
+    a, b = net.nodes[0], net.nodes[2]
+    b.register_handler("x", lambda body, sender: 1)
+    net.net.crash(net.addr(b))
+    with pytest.raises(RequestTimeout):
+        net.result(a.request(b.node_id, "x", None, timeout=0.5))
+    with pytest.raises(RequestTimeout):
+        net.result(a.request(b.node_id, "x", None, timeout=0.5))
+    assert b.node_id not in a.routing_table
+
+
+def test_malformed_and_forged_datagrams_are_dropped_counted_and_banned() -> None:
+    """Invalid datagrams are counted per reason and their sender is banned for a while."""
+    net = Net(1, signed=True, ban_seconds=60)
+    node = net.nodes[0]
+    bad_addr, forger_addr = ("198.51.100.1", 999), ("198.51.100.2", 999)
+    send_bad = raw_sender(net.net, bad_addr)
+    send_forged = raw_sender(net.net, forger_addr)
+    send_bad(b"\x01\x01\xc1" + bytes(64), net.addr(node))
+    honest, other = Identity.generate(), Identity.generate()
+    ping = wire.encode(wire.PING, 1, honest.node_id, honest.public_key, 0, None, honest.signer)
+    send_bad(ping, net.addr(node))  # banned now: dropped even though valid
+    forged = wire.encode(wire.PING, 2, other.node_id, honest.public_key, 0, None, honest.signer)
+    send_forged(forged, net.addr(node))
+    net.run(0.1)
+    c = node.counters
+    assert c["dropped_malformed"] == 1
+    assert c["dropped_banned"] == 1
+    assert c["dropped_id_mismatch"] == 1
+    assert c["bans_total"] == 2 and c["banned_peers"] == 2
+    assert c["dropped"] == 3 and c["messages_in"] == 3
+    assert len(node.routing_table) == 0
+    net.clock.advance(61)
+    send_bad(ping, net.addr(node))
+    net.run(0.1)
+    assert node.counters["banned_peers"] == 0
+    assert honest.node_id in node.routing_table
+
+
+def test_bad_signature_and_unsigned_datagrams() -> None:
+    """A wrong signature is dropped and banned; unsigned datagrams are only counted."""
+    net = Net(1, signed=True)
+    node = net.nodes[0]
+    ident = Identity.generate()
+    data = bytearray(
+        wire.encode(wire.PING, 1, ident.node_id, ident.public_key, 0, None, ident.signer)
+    )
+    data[-3] ^= 0xFF
+    raw_sender(net.net, ("198.51.100.3", 1))(bytes(data), net.addr(node))
+    fake = Identity.unsigned()
+    unsigned = wire.encode(wire.PING, 1, fake.node_id, fake.public_key, 0, None, fake.signer)
+    raw_sender(net.net, ("198.51.100.4", 1))(unsigned, net.addr(node))
+    net.run(0.1)
+    c = node.counters
+    assert c["dropped_bad_signature"] == 1 and c["dropped_unsigned"] == 1
+    assert c["bans_total"] == 1
+
+
+def test_unexpected_replies_are_dropped_without_ban() -> None:
+    """A reply nobody asked for is counted, not acted on, and not banned."""
+    net = Net(2)
+    a, b = net.nodes
+    b._send(net.addr(a), wire.PONG, 12345, None)
+    net.run(0.1)
+    assert a.counters["dropped_unexpected_reply"] == 1
+    assert a.counters["bans_total"] == 0
+
+
+def test_stubs_use_the_dht_but_stay_out_of_tables() -> None:
+    """Stubs join, get and put through cores, are in no table and serve no DHT requests."""
+    net = Net(8, k=4)
+    net.join_all()
+    stub = net.add(role="stub")
+    assert net.result(stub.join([net.addr(net.nodes[0])])) >= 1
+    net.result(stub.put(b"S" * 20, b"from-stub", ttl=100))
+    assert net.result(net.nodes[3].get(b"S" * 20)) == [b"from-stub"]
+    assert net.result(stub.get(b"S" * 20)) == [b"from-stub"]
+    assert all(stub.node_id not in n.routing_table for n in net.nodes[:8])
+    found = net.result(stub.find(net.nodes[5].node_id))
+    assert found is not None and found.node_id == net.nodes[5].node_id
+    assert not stub.store.values
+    with pytest.raises(RemoteError) as info:
+        d: Deferred[Any] = Deferred()
+        net.nodes[0]._rpc(
+            net.addr(stub),
+            wire.FIND_NODE,
+            b"x" * 20,
+            None,
+            lambda msg, rtt: (
+                d.errback(RemoteError(*msg.body)) if msg.type == wire.ERROR else d.callback(msg)
+            ),
+            d.errback,
+        )
+        net.result(d)
+    assert info.value.code == wire.ERR_NOT_SERVED
+    # A stub still answers application requests sent to its address.
+    stub.register_handler("hi", lambda body, sender: "hello")
+    assert net.result(net.nodes[1].request(net.addr(stub), "hi", None)) == "hello"
+
+
+def test_leave_tells_contacts_and_stops() -> None:
+    """A leaving node is removed from its contacts' tables and refuses new work."""
+    net = Net(6)
+    net.join_all()
+    leaver = net.nodes[3]
+    knowers = [n for n in net.nodes if leaver.node_id in n.routing_table]
+    assert knowers
+    pending = leaver.ping(("192.0.2.250", PORT))
+    leaver.leave()
+    with pytest.raises(NotRunning):
+        net.result(pending)
+    net.run(0.2)
+    assert all(leaver.node_id not in n.routing_table for n in net.nodes)
+    with pytest.raises(NotRunning):
+        net.result(leaver.lookup(net.nodes[0].node_id))
+    assert not leaver.running
+
+
+def test_discovery_on_the_local_link() -> None:
+    """With discovery on, a node without seeds finds its neighbours by broadcast."""
+    net = Net(4, discovery=True)
+    for n in net.nodes:
+        n.discovery_addresses = [("255.255.255.255", PORT)]
+    net.result(net.nodes[0].join([]))
+    net.run(0.5)
+    for n in net.nodes[1:]:
+        assert net.nodes[0].node_id in n.routing_table
+        assert n.node_id in net.nodes[0].routing_table
+    assert net.nodes[0].counters["announcements"] == 1
+
+
+def test_discovery_off_ignores_announcements() -> None:
+    """Nodes with discovery off neither announce nor answer announcements."""
+    net = Net(2)
+    a, b = net.nodes
+    a.discovery_addresses = [("255.255.255.255", PORT)]
+    a.announce(a.discovery_addresses)
+    net.run(0.5)
+    assert b.node_id not in a.routing_table
+
+
+def test_counters_match_the_network() -> None:
+    """Messages and bytes counted by the nodes equal what the network carried."""
+    net = Net(5)
+    net.join_all()
+    net.result(net.nodes[1].put(b"C" * 20, b"x"))
+    net.run(1)
+    sent = sum(n.counters["messages_out"] for n in net.nodes)
+    received = sum(n.counters["messages_in"] for n in net.nodes)
+    assert sent == net.net.sent == received
+    assert sum(n.counters["bytes_out"] for n in net.nodes) == net.net.bytes
+    peers = net.nodes[0].peers()
+    assert len(peers) == 4 and {"node_id", "host", "port", "rtt_ms", "bucket"} <= set(peers[0])
+
+
+def test_adaptive_soft_timeouts_follow_measured_rtt() -> None:
+    """Soft timeouts come from measured RTTs, bounded by min_rto and max_rto."""
+    net = Net(3, delay=0.1, min_rto=0.05, max_rto=1.0, initial_rto=0.7)
+    a, b, _ = net.nodes
+    assert a._soft_timeout_for(b.node_id) == 0.7
+    net.join_all()
+    for _ in range(10):
+        net.result(a.ping(net.addr(b)))
+    c = a.routing_table.get(b.node_id)
+    assert c is not None and c.srtt == pytest.approx(0.2, abs=0.01)
+    assert 0.2 <= a._soft_timeout_for(b.node_id) < 0.4
+    assert a._soft_timeout_for(b"\x07" * 20) < 0.7  # unknown peer: global estimate
+
+
+def test_handler_registration_validation() -> None:
+    """Handler names are bounded; a bad name is refused at registration."""
+    net = Net(1)
+    with pytest.raises(ValueError):
+        net.nodes[0].register_handler("", lambda body, sender: succeed(None))
+    with pytest.raises(ValueError):
+        net.nodes[0].register_handler("x" * 65, lambda body, sender: None)

@@ -15,12 +15,12 @@ def test_single_slow_candidate_does_not_end_the_lookup() -> None:
     """A seed that is slow to answer (e.g. at join) still gets its answer used."""
     target = bytes(20)
     seed = nid(1)
-    lk = Lookup(target, [(seed, ("10.0.0.1", 4001))], k=20, alpha=3)
+    lk = Lookup(target, [(seed, "10.0.0.1", 4001)], k=20, alpha=3)
     (first,) = lk.start()
     assert first.node_id == seed
     assert lk.soft_timeout(seed) == []
     assert not lk.done
-    others = [(nid(i), ("10.0.0.2", 4000 + i)) for i in range(2, 8)]
+    others = [(nid(i), "10.0.0.2", 4000 + i) for i in range(2, 8)]
     nxt = lk.answered(seed, others)
     assert len(nxt) == 3 and not lk.done
 
@@ -28,7 +28,7 @@ def test_single_slow_candidate_does_not_end_the_lookup() -> None:
 def test_slow_candidate_that_fails_ends_a_lookup_with_nothing_else() -> None:
     """When the slow candidate finally fails, the lookup ends (empty result)."""
     seed = nid(1)
-    lk = Lookup(bytes(20), [(seed, ("10.0.0.1", 4001))], k=20, alpha=3)
+    lk = Lookup(bytes(20), [(seed, "10.0.0.1", 4001)], k=20, alpha=3)
     lk.start()
     lk.soft_timeout(seed)
     assert lk.failed(seed) == []

@@ -92,6 +92,8 @@ def points(args: argparse.Namespace) -> list[Point]:
     out = []
     for n in sorted(sizes):
         for m in (None, CHURN_MIN):
+            if m is not None and n > args.max_churn_size:
+                continue
             out.extend(Point("size", n, m, s) for s in seeds)
     for n in churn_sizes:
         for m in online:
@@ -268,6 +270,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="N",
         help=f"overlay sizes of Figs. 2 and 4 (default {' '.join(map(str, FULL_SIZES))})",
+    )
+    p.add_argument(
+        "--max-churn-size",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="largest size of the 60-min churn curves of Figs. 2 and 4; the 10,000-node "
+        "point with churn takes about an hour of CPU (default %(default)s)",
     )
     p.add_argument(
         "--seeds",

@@ -119,6 +119,8 @@ class _SetTransaction:
 
 #: SET transactions remembered at once; a master that never cleans up cannot grow this.
 MAX_TRANSACTIONS = 64
+#: Most VarBinds in one GetBulk answer (a GetBulk may be answered with fewer repetitions).
+MAX_BULK_VARBINDS = 5000
 
 
 class RequestHandler:
@@ -226,7 +228,8 @@ class RequestHandler:
 
         The non-repeaters are answered once; then each repetition answers
         every repeater from the previous answer of the same repeater, until
-        ``max_repetitions`` or until every repeater is at endOfMibView.
+        ``max_repetitions``, until every repeater is at endOfMibView, or
+        until the answer holds :data:`MAX_BULK_VARBINDS` VarBinds.
         """
         n = min(non_repeaters, len(ranges))
         out = [self.next(r.start, r.end, r.include) for r in ranges[:n]]
@@ -234,7 +237,8 @@ class RequestHandler:
         if not repeaters:
             return out
         cursors = [(r.start, r.include) for r in repeaters]
-        for _ in range(max_repetitions):
+        repetitions = min(max_repetitions, max(1, (MAX_BULK_VARBINDS - n) // len(repeaters)))
+        for _ in range(repetitions):
             done = True
             for i, r in enumerate(repeaters):
                 start, include = cursors[i]
@@ -279,10 +283,6 @@ class RequestHandler:
             response.error, response.index = self._undo(request)
         else:
             self.counters.protocol_errors += 1
-            self.log.warn(
-                "AgentX master sent a {pdu_type} PDU, which subagents do not answer",
-                pdu_type=request.TYPE.name,
-            )
             return None
         return response
 
@@ -364,6 +364,10 @@ _ANSWERED = frozenset(
 )
 
 
+#: Problems of the master's input logged per connection; the rest are only counted.
+WARNINGS_PER_CONNECTION = 5
+
+
 @dataclass
 class _Pending:
     what: str
@@ -414,7 +418,7 @@ class AgentxProtocol(Protocol):
         self._connected = False
         self._closing = False
         self._pinger: LoopingCall | None = None
-        self._parse_errors_logged = 0
+        self._warnings = 0
 
     # -- connection --------------------------------------------------------
 
@@ -551,9 +555,7 @@ class AgentxProtocol(Protocol):
 
     def _on_bad_pdu(self, header: P.Header, error: P.AgentxParseError) -> None:
         self.counters.parse_errors += 1
-        if self._parse_errors_logged < 3:
-            self._parse_errors_logged += 1
-            self.log.warn("malformed AgentX PDU from the master: {problem}", problem=str(error))
+        self._warn("malformed AgentX PDU from the master: {problem}", str(error))
         if header.type == P.PduType.RESPONSE:
             p = self._pending.pop(header.packet_id, None)
             if p is not None:
@@ -567,6 +569,14 @@ class AgentxProtocol(Protocol):
                     error=ResponseError.PARSE_ERROR,
                 )
             )
+
+    def _warn(self, fmt: str, problem: str) -> None:
+        """Log a problem of the master's input, at most :data:`WARNINGS_PER_CONNECTION` times."""
+        self._warnings += 1
+        if self._warnings <= WARNINGS_PER_CONNECTION:
+            self.log.warn(fmt, problem=problem)
+            if self._warnings == WARNINGS_PER_CONNECTION:
+                self.log.warn("further problems of this AgentX connection are only counted")
 
     def _on_pdu(self, request: P.Pdu) -> None:
         if isinstance(request, P.ResponsePdu):
@@ -604,6 +614,11 @@ class AgentxProtocol(Protocol):
         response = self.handler.handle(request)
         if response is not None:
             self._send(response)
+        elif not isinstance(request, P.CleanupSetPdu):
+            self._warn(
+                "AgentX master sent a {problem} PDU, which subagents do not answer",
+                request.TYPE.name,
+            )
 
     # -- output --------------------------------------------------------------
 

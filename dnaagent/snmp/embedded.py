@@ -84,6 +84,9 @@ _WRITE_ERRORS: dict[int, type[smi_error.SmiError]] = {
 V2C_SECURITY_NAME = "dna-v2c"
 READ_VIEW = "dna-read"
 WRITE_VIEW = "dna-write"
+# A view that excludes everything. An access entry must never name a view
+# without entries: pysnmp 7.1's VACM then grants access instead of denying it.
+NO_VIEW = "dna-none"
 ENGINE_FILE = "snmp-engine.json"
 
 # What every principal may read (the VACM read view and the fast path's view).
@@ -280,10 +283,12 @@ class TreeInstrumController(AbstractMibInstrumController):
     def write_variables(self, *varBinds: Any, **ctx: Any) -> list[tuple[Any, Any]]:  # noqa: N803
         """SET: access check, then test, commit (undo on failure) through the handlers."""
         ac = ctx.get("acFun")
+        if ac is None:
+            raise smi_error.NoAccessError(name=varBinds[0][0] if varBinds else None, idx=0)
         plan = []
         for idx, (name, val) in enumerate(varBinds):
             oid = tuple(name)
-            if ac is not None and ac("write", (name, val), idx=idx, **ctx):
+            if ac("write", (name, val), idx=idx, **ctx):
                 raise smi_error.NoAccessError(name=name, idx=idx)
             handler = self.writables.find(oid)
             if handler is None:
@@ -485,17 +490,20 @@ class EmbeddedAgent:
         for subtree in READ_SUBTREES:
             snmp_config.add_vacm_view(eng, READ_VIEW, "included", subtree, "")
         snmp_config.add_vacm_view(eng, WRITE_VIEW, "included", mib.DNA_TEST_RUN, "")
+        snmp_config.add_vacm_view(eng, NO_VIEW, "excluded", (1, 3, 6, 1), "")
         if self.settings.community:
             snmp_config.add_v1_system(
                 eng, V2C_SECURITY_NAME, self.settings.community, securityName=V2C_SECURITY_NAME
             )
             snmp_config.add_vacm_group(eng, "dna-v2c-ro", 2, V2C_SECURITY_NAME)
             snmp_config.add_vacm_access(
-                eng, "dna-v2c-ro", "", 2, "noAuthNoPriv", "exact", READ_VIEW, "", ""
+                eng, "dna-v2c-ro", "", 2, "noAuthNoPriv", "exact", READ_VIEW, NO_VIEW, NO_VIEW
             )
-        snmp_config.add_vacm_access(eng, "dna-v3-ro", "", 3, "authPriv", "exact", READ_VIEW, "", "")
         snmp_config.add_vacm_access(
-            eng, "dna-v3-rw", "", 3, "authPriv", "exact", READ_VIEW, WRITE_VIEW, ""
+            eng, "dna-v3-ro", "", 3, "authPriv", "exact", READ_VIEW, NO_VIEW, NO_VIEW
+        )
+        snmp_config.add_vacm_access(
+            eng, "dna-v3-rw", "", 3, "authPriv", "exact", READ_VIEW, WRITE_VIEW, NO_VIEW
         )
         for user in self.settings.parsed_users():
             self._add_user(eng, user)

@@ -69,15 +69,16 @@ DNA_RESULT_ORIGIN: OID = DNA_RESULT_ENTRY + (5,)
 DNA_RESULT_COUNT: OID = DNA_RESULT_ENTRY + (6,)
 DNA_RESULT_ERRORS: OID = DNA_RESULT_ENTRY + (7,)
 
-# dnaPeerTable, INDEX { dnaPeerId } (fixed 20 octets: no length sub-identifier)
+# dnaPeerTable, INDEX { dnaPeerIndex } (rank by XOR distance, from 1)
 DNA_PEER_TABLE: OID = DNA_PEERS + (1,)
 DNA_PEER_ENTRY: OID = DNA_PEER_TABLE + (1,)
-DNA_PEER_ID: OID = DNA_PEER_ENTRY + (1,)
+DNA_PEER_INDEX: OID = DNA_PEER_ENTRY + (1,)
 DNA_PEER_ADDRESS_TYPE: OID = DNA_PEER_ENTRY + (2,)
 DNA_PEER_ADDRESS: OID = DNA_PEER_ENTRY + (3,)
 DNA_PEER_PORT: OID = DNA_PEER_ENTRY + (4,)
 DNA_PEER_RTT: OID = DNA_PEER_ENTRY + (5,)
 DNA_PEER_LAST_SEEN: OID = DNA_PEER_ENTRY + (6,)
+DNA_PEER_ID: OID = DNA_PEER_ENTRY + (7,)
 
 # dnaOverlay scalars
 DNA_OVERLAY_MESSAGES_IN: OID = DNA_OVERLAY + (1,)
@@ -97,6 +98,8 @@ DNA_NOTIFY_FAULT_LOCATION: OID = DNA_NOTIFY_OBJECTS + (5,)
 DNA_NOTIFY_THRESHOLD_DETAIL: OID = DNA_NOTIFY_OBJECTS + (6,)
 DNA_NOTIFY_THRESHOLD_VALUE: OID = DNA_NOTIFY_OBJECTS + (7,)
 DNA_NOTIFY_THRESHOLD_LIMIT: OID = DNA_NOTIFY_OBJECTS + (8,)
+DNA_NOTIFY_SEQUENCE: OID = DNA_NOTIFY_OBJECTS + (9,)
+DNA_NOTIFY_DETAILS: OID = DNA_NOTIFY_OBJECTS + (10,)
 
 # NOTIFICATION-TYPEs (the snmpTrapOID.0 values)
 DNA_TEST_FAILED: OID = DNA_NOTIFICATIONS + (1,)
@@ -158,6 +161,7 @@ OBJECTS: dict[str, OID] = {
     "dnaResultErrors": DNA_RESULT_ERRORS,
     "dnaPeerTable": DNA_PEER_TABLE,
     "dnaPeerEntry": DNA_PEER_ENTRY,
+    "dnaPeerIndex": DNA_PEER_INDEX,
     "dnaPeerId": DNA_PEER_ID,
     "dnaPeerAddressType": DNA_PEER_ADDRESS_TYPE,
     "dnaPeerAddress": DNA_PEER_ADDRESS,
@@ -179,6 +183,8 @@ OBJECTS: dict[str, OID] = {
     "dnaNotifyThresholdDetail": DNA_NOTIFY_THRESHOLD_DETAIL,
     "dnaNotifyThresholdValue": DNA_NOTIFY_THRESHOLD_VALUE,
     "dnaNotifyThresholdLimit": DNA_NOTIFY_THRESHOLD_LIMIT,
+    "dnaNotifySequence": DNA_NOTIFY_SEQUENCE,
+    "dnaNotifyDetails": DNA_NOTIFY_DETAILS,
     "dnaTestFailed": DNA_TEST_FAILED,
     "dnaTestRecovered": DNA_TEST_RECOVERED,
     "dnaFaultLocalized": DNA_FAULT_LOCALIZED,
@@ -269,13 +275,6 @@ def parse_test_index(index: OID) -> tuple[str, str] | None:
     if rest:
         return None
     return names[0], names[1]
-
-
-def node_index(node_id: bytes) -> OID | None:
-    """The dnaPeerTable index of a node ID (20 octets, no length), or None."""
-    if len(node_id) != NODE_ID_LENGTH:
-        return None
-    return tuple(node_id)
 
 
 def display_string(text: str, limit: int = DISPLAY_STRING_MAX) -> bytes:

@@ -20,9 +20,12 @@ the access control of the front end before a handler is asked.
 from __future__ import annotations
 
 import bisect
-from typing import Protocol
+from typing import Any, Protocol
 
-from dnaagent.snmp.tree import OID, Value, format_oid, is_prefix
+from twisted.logger import Logger
+
+from dnaagent.snmp import mib
+from dnaagent.snmp.tree import OID, Kind, MibTree, Value, format_oid, is_prefix
 
 # SNMPv2 error-status values (RFC 3416 §3) a handler may return.
 NO_ERROR = 0
@@ -90,3 +93,73 @@ class Writables:
 
     def __len__(self) -> int:
         return len(self._prefixes)
+
+
+class RunTestHandler:
+    """``dnaTestRun.<module>.<test> = run(2)``: the Mediator runs the test now.
+
+    The test phase checks the row exists (noCreation otherwise), the type
+    (wrongType) and the value (wrongValue: only run(2) may be written). The
+    commit starts the run with origin ``snmp`` and shows running(3) in the
+    tree until the updater sees the result. A started run cannot be taken
+    back: undo only logs.
+    """
+
+    log = Logger()
+
+    def __init__(self, agent: Any, tree: MibTree | None = None) -> None:
+        self.agent = agent
+        self.tree = tree
+        self.started = 0
+
+    def _target(self, oid: OID) -> tuple[str, str] | None:
+        if not is_prefix(mib.DNA_TEST_RUN, oid):
+            return None
+        names = mib.parse_test_index(oid[len(mib.DNA_TEST_RUN) :])
+        mediator = getattr(self.agent, "mediator", None)
+        if names is None or mediator is None:
+            return None
+        module = mediator.modules.get(names[0])
+        if module is None or names[1] not in {spec.name for spec in module.tests}:
+            return None
+        return names
+
+    def test(self, oid: OID, value: Value) -> int:
+        """Check that the row exists and the value is run(2)."""
+        if self._target(oid) is None:
+            return NO_CREATION
+        if value.kind is not Kind.INTEGER:
+            return WRONG_TYPE
+        if value.value != mib.RUN_RUN:
+            return WRONG_VALUE
+        return NO_ERROR
+
+    def commit(self, oid: OID, value: Value) -> int:
+        """Start the run; commitFailed if the Mediator refuses it."""
+        target = self._target(oid)
+        if target is None:
+            return COMMIT_FAILED
+        module, test = target
+        shown = self.tree is not None and self.tree.get(oid) is not None
+        if shown:
+            # Before the run: a test that ends at once shows idle(1) again.
+            self.tree.set(oid, Value.integer(mib.RUN_RUNNING))
+        try:
+            d = self.agent.mediator.run(module, [test], origin="snmp")
+        except Exception:
+            self.log.failure("starting {module}.{test} from SNMP failed", module=module, test=test)
+            if shown:
+                self.tree.set(oid, Value.integer(mib.RUN_IDLE))
+            return COMMIT_FAILED
+        d.addErrback(
+            lambda f: self.log.failure(
+                "{module}.{test} started from SNMP failed", f, module=module, test=test
+            )
+        )
+        self.started += 1
+        self.log.info("SNMP manager started {module}.{test}", module=module, test=test)
+        return NO_ERROR
+
+    def undo(self, oid: OID, value: Value) -> None:
+        """A started run goes on; say so in the log."""
+        self.log.warn("cannot take back a test run started by SNMP ({oid})", oid=format_oid(oid))

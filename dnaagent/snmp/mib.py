@@ -110,6 +110,15 @@ DNA_THRESHOLD_CROSSED: OID = DNA_NOTIFICATIONS + (4,)
 # Conformance
 DNA_COMPLIANCES: OID = DNA_CONFORMANCE + (1,)
 DNA_GROUPS: OID = DNA_CONFORMANCE + (2,)
+DNA_COMPLIANCE: OID = DNA_COMPLIANCES + (1,)
+DNA_INFO_GROUP: OID = DNA_GROUPS + (1,)
+DNA_TEST_GROUP: OID = DNA_GROUPS + (2,)
+DNA_RESULT_GROUP: OID = DNA_GROUPS + (3,)
+DNA_PEER_GROUP: OID = DNA_GROUPS + (4,)
+DNA_OVERLAY_GROUP: OID = DNA_GROUPS + (5,)
+DNA_CONTROL_GROUP: OID = DNA_GROUPS + (6,)
+DNA_NOTIFY_OBJECTS_GROUP: OID = DNA_GROUPS + (7,)
+DNA_NOTIFICATION_GROUP: OID = DNA_GROUPS + (8,)
 
 # SNMPv2-MIB objects the agent serves or sends
 SYSTEM: OID = (1, 3, 6, 1, 2, 1, 1)
@@ -191,6 +200,15 @@ OBJECTS: dict[str, OID] = {
     "dnaThresholdCrossed": DNA_THRESHOLD_CROSSED,
     "dnaCompliances": DNA_COMPLIANCES,
     "dnaGroups": DNA_GROUPS,
+    "dnaCompliance": DNA_COMPLIANCE,
+    "dnaInfoGroup": DNA_INFO_GROUP,
+    "dnaTestGroup": DNA_TEST_GROUP,
+    "dnaResultGroup": DNA_RESULT_GROUP,
+    "dnaPeerGroup": DNA_PEER_GROUP,
+    "dnaOverlayGroup": DNA_OVERLAY_GROUP,
+    "dnaControlGroup": DNA_CONTROL_GROUP,
+    "dnaNotifyObjectsGroup": DNA_NOTIFY_OBJECTS_GROUP,
+    "dnaNotificationGroup": DNA_NOTIFICATION_GROUP,
 }
 
 # DnaTestStatus values, keyed by dnaagent.mediator.interface.Status values.

@@ -351,8 +351,8 @@ class AgentCounters:
     """What the embedded agent counts (shown in logs and tests)."""
 
     datagrams: int = 0
+    not_snmp: int = 0
     failures: int = 0
-    oversized: int = 0
     last_failure: str = ""
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -549,6 +549,9 @@ class EmbeddedAgent:
     def _received(self, transport: Any, datagram: bytes, address: Any) -> None:
         counters = self.counters
         counters.datagrams += 1
+        if not datagram or datagram[0] != 0x30:
+            counters.not_snmp += 1  # every SNMP message is a BER SEQUENCE
+            return
         try:
             if self.fast is not None:
                 reply = self.fast.respond(datagram)

@@ -22,6 +22,7 @@ from typing import Any
 
 from dnaagent import schema
 from dnaagent.errors import ConfigError
+from dnaagent.overlay.section import OverlaySection
 from dnaagent.schema import Check, key
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
@@ -134,6 +135,7 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     store: StoreSection = field(default_factory=StoreSection)
     triggers: TriggersSection = field(default_factory=TriggersSection)
+    overlay: OverlaySection = field(default_factory=OverlaySection)
     local: LocalSection = field(default_factory=LocalSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,7 @@ from dnaagent import __version__
 from dnaagent.config import CONTROL_FILE, Config
 from dnaagent.control.agent_routes import install_agent_routes
 from dnaagent.control.api import JsonApi, make_site
+from dnaagent.control.overlay_routes import install_overlay_routes
 from dnaagent.errors import DnaAgentError, StoreError
 from dnaagent.mediator.interface import ITestModule
 from dnaagent.mediator.mediator import Mediator
@@ -32,6 +33,8 @@ from dnaagent.mediator.scheduler import Scheduler
 from dnaagent.mediator.store import ResultsStore
 from dnaagent.mediator.triggers import StatusChange, Threshold, Triggers
 from dnaagent.modules.registry import load_modules
+from dnaagent.overlay.node import OverlayNode
+from dnaagent.overlay.service import OverlayService
 
 
 class AgentService(MultiService):
@@ -59,6 +62,8 @@ class AgentService(MultiService):
         self.scheduler: Scheduler | None = None
         self.api = JsonApi()
         self.control_port: IListeningPort | None = None
+        self.overlay_service: OverlayService | None = None
+        self.overlay: OverlayNode | None = None
 
     def prepare(self) -> None:
         """Open state, load modules and bind the control port.
@@ -99,7 +104,13 @@ class AgentService(MultiService):
                 self.config.schedule.jitter,
             )
             self.scheduler.setServiceParent(self)
+        if self.config.overlay.enabled:
+            self.overlay_service = OverlayService(self.config.overlay, self.reactor, self.state_dir)
+            self.overlay_service.prepare()
+            self.overlay_service.setServiceParent(self)
+            self.overlay = self.overlay_service.node
         install_agent_routes(self.api, self)
+        install_overlay_routes(self.api, self)
         if self.config.control.enabled:
             self._listen_control()
 
@@ -138,11 +149,12 @@ class AgentService(MultiService):
         super().startService()
         self.log.info(
             "dnaagent {version} started: state in {state}, control API at {url}, "
-            "schedule {schedule}",
+            "schedule {schedule}, overlay {overlay}",
             version=__version__,
             state=self.state_dir,
             url=self.control_url() or "off",
             schedule="on" if self.scheduler else "off",
+            overlay=f"UDP {self.config.overlay.port}" if self.overlay else "off",
         )
 
     @defer.inlineCallbacks
@@ -200,5 +212,8 @@ class AgentService(MultiService):
             "latest": summary,
             "failing": [f"{r.module}.{r.test}" for r in latest if r.status.value == "error"],
             "results_stored": self.store.count() if self.store else 0,
+            "overlay": self.overlay_service.status()
+            if self.overlay_service
+            else {"enabled": False},
             "events_fired": self.triggers.fired,
         }

@@ -175,6 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200, metavar="N", help="at most N results (200)")
     p.add_argument("--latest", action="store_true", help="only the latest result of every test")
     json_flag(p)
+    p = sub.add_parser(
+        "peers", parents=parents, help="the overlay routing table: peers, addresses, RTT"
+    )
+    json_flag(p)
+    p = sub.add_parser(
+        "lookup",
+        parents=parents,
+        help="find an agent in the overlay by node ID",
+        description="Look NODE_ID up in the overlay: whether that agent answers, and "
+        "the agents closest to it.",
+    )
+    p.add_argument("node_id", help="40 hex digits (see dnactl status or dnactl peers)")
+    json_flag(p)
+    p = sub.add_parser(
+        "dht",
+        parents=parents,
+        help="read or write a value in the overlay's DHT",
+        description="Keys are names (hashed with SHA-1 into the 160-bit key space) or, "
+        "with --hex, 40 hex digits. Values are text, or hex with --hex.",
+    )
+    dht = p.add_subparsers(dest="dht_command", metavar="ACTION", required=True)
+    q = dht.add_parser("get", parents=parents, help="the values stored under KEY")
+    q.add_argument("key")
+    q.add_argument("--hex", action="store_true", help="KEY is 40 hex digits")
+    json_flag(q)
+    q = dht.add_parser("put", parents=parents, help="store VALUE under KEY")
+    q.add_argument("key")
+    q.add_argument("value")
+    q.add_argument("--hex", action="store_true", help="KEY and VALUE are hex digits")
+    q.add_argument("--ttl", type=float, metavar="S", help="seconds the value lives (default 1 day)")
+    json_flag(q)
     p = sub.add_parser("config", parents=parents, help="print the effective configuration as TOML")
     p.add_argument("--defaults", action="store_true", help="print the built-in defaults instead")
     return parser
@@ -221,6 +252,14 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     print(f"  latest results   {counts}")
     if st["failing"]:
         print(f"  failing          {render.paint(', '.join(st['failing']), 'error', colour)}")
+    ov = st.get("overlay", {})
+    if ov.get("enabled"):
+        print(
+            f"  overlay          node {ov['node_id']} ({ov['role']}), UDP {ov['port']}, "
+            f"{ov['peers']} peer{'' if ov['peers'] == 1 else 's'} known"
+        )
+    else:
+        print("  overlay          off")
     print(f"  runs             {st['runs_completed']} completed, {len(st['active_runs'])} running")
     print(f"  stored results   {st['results_stored']}, events fired {st['events_fired']}")
     return EXIT_OK
@@ -296,6 +335,76 @@ def cmd_results(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_peers(client: Client, args: argparse.Namespace) -> int:
+    """``dnactl peers``."""
+    data = client.get("/api/v1/peers")
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    print(f"this agent: {data['node_id']}")
+    if not data["peers"]:
+        print("no peers known (configure [overlay] seeds, or turn on discovery)")
+        return EXIT_OK
+    rows = [
+        [
+            p["node_id"],
+            f"[{p['host']}]:{p['port']}" if ":" in p["host"] else f"{p['host']}:{p['port']}",
+            "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f} ms",
+            render.duration(p["last_seen_s"]) + " ago",
+            str(p.get("bucket", "")),
+        ]
+        for p in data["peers"]
+    ]
+    print(render.table(rows, ["NODE ID", "ADDRESS", "RTT", "LAST SEEN", "BUCKET"]))
+    print(f"{len(rows)} peer" + ("" if len(rows) == 1 else "s"))
+    return EXIT_OK
+
+
+def cmd_lookup(client: Client, args: argparse.Namespace) -> int:
+    """``dnactl lookup NODE_ID``."""
+    data = client.post("/api/v1/lookup", {"node_id": args.node_id})
+    if args.json:
+        _print_json(data)
+        return EXIT_OK if data["found"] else EXIT_TEST_FAILED
+    found = data["found"]
+    if found:
+        print(
+            f"{data['node_id']} is alive at {found['host']}:{found['port']} "
+            f"(lookup took {data['elapsed_ms']:.0f} ms)"
+        )
+    else:
+        print(f"{data['node_id']} did not answer; the closest agents known:")
+    for c in data["closest"][: 5 if found else 20]:
+        print(f"  {c['node_id']}  {c['host']}:{c['port']}")
+    return EXIT_OK if found else EXIT_TEST_FAILED
+
+
+def cmd_dht(client: Client, args: argparse.Namespace) -> int:
+    """``dnactl dht get|put``."""
+    key = {"key_hex": args.key} if args.hex else {"key": args.key}
+    if args.dht_command == "put":
+        body: dict[str, Any] = dict(key)
+        body["value_hex" if args.hex else "value"] = args.value
+        if args.ttl is not None:
+            body["ttl"] = args.ttl
+        data = client.post("/api/v1/dht", body)
+        if args.json:
+            _print_json(data)
+        else:
+            print(f"stored under {data['key_hex']} on {data['stored_on']} agents")
+        return EXIT_OK if data["stored_on"] else EXIT_TEST_FAILED
+    data = client.get("/api/v1/dht", **key)
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    if not data["values"]:
+        print(f"no value under {data['key_hex']}")
+        return EXIT_TEST_FAILED
+    for v in data["values"]:
+        print(v["text"] if v["text"] is not None and v["text"].isprintable() else v["hex"])
+    return EXIT_OK
+
+
 def run_standalone(
     cfg: config.Config, module: str, tests: list[str] | None, params: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -351,7 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(cfg, args)
         client = Client(api_url(cfg, args.api), args.timeout)
-        handlers = {"status": cmd_status, "modules": cmd_modules, "results": cmd_results}
+        handlers = {
+            "status": cmd_status,
+            "modules": cmd_modules,
+            "results": cmd_results,
+            "peers": cmd_peers,
+            "lookup": cmd_lookup,
+            "dht": cmd_dht,
+        }
         return handlers[args.command](client, args)
     except ControlError as e:
         return _fail(str(e), EXIT_UNAVAILABLE)

@@ -52,7 +52,12 @@ class Http:
 def agent(tmp_path):
     """An AgentService with a scripted module, its API on no socket."""
     cfg = config.load(
-        None, {"agent.state_dir": str(tmp_path / "state"), "control.enabled": "false"}
+        None,
+        {
+            "agent.state_dir": str(tmp_path / "state"),
+            "control.enabled": "false",
+            "overlay.enabled": "false",
+        },
     )
     clock = task.Clock()
     clock.advance(1_700_000_000)
@@ -109,7 +114,10 @@ def test_run_then_results_and_latest(http, agent) -> None:
 def test_run_waits_for_slow_tests(tmp_path) -> None:
     """The run request is answered only when the tests finished."""
     gate: defer.Deferred = defer.Deferred()
-    cfg = config.load(None, {"agent.state_dir": str(tmp_path), "control.enabled": "false"})
+    cfg = config.load(
+        None,
+        {"agent.state_dir": str(tmp_path), "control.enabled": "false", "overlay.enabled": "false"},
+    )
     module = ScriptedModule([TestSpec("Slow", "slow")], {"Slow": lambda: gate})
     svc = AgentService(cfg, task.Clock(), modules=[module])
     svc.prepare()

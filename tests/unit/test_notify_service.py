@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,13 +14,14 @@ from twisted.internet.defer import Deferred
 
 from dnaagent.mediator.interface import Status, TestResult
 from dnaagent.mediator.triggers import TEST_FAILED, TEST_RECOVERED, Event, Triggers
+from dnaagent.snmp import mib
 from dnaagent.snmp.notify import varbinds as vb
 from dnaagent.snmp.notify.queue import ACKED, DROPPED, PENDING, SENT
 from dnaagent.snmp.notify.sender import NotAcknowledged, SendError, engine_id_for
 from dnaagent.snmp.notify.service import NotificationService, backoff
 from dnaagent.snmp.notify.settings import NotifySection
 from dnaagent.snmp.notify.targets import Target
-from dnaagent.snmp.tree import Value
+from dnaagent.snmp.tree import Kind, Value
 
 INFORM_A = "v2c:public@192.0.2.1:162"
 INFORM_B = "v3:ops:SHA-256:authkey1:AES:privkey1@[2001:db8::2]:162"
@@ -39,10 +41,8 @@ class Call:
 
     @property
     def sequence(self) -> int:
-        """The notification's sequence number (its last binding)."""
-        oid, value = self.varbinds[-1]
-        assert oid == vb.NOTIFY_SEQUENCE
-        return value.value
+        """The notification's sequence number (dnaNotifySequence.0)."""
+        return dict(self.varbinds)[vb.NOTIFY_SEQUENCE].value
 
 
 @dataclass
@@ -121,19 +121,66 @@ def test_event_becomes_notification_with_varbinds(tmp_path: Path) -> None:
     assert sender.calls == []
     clock.advance(0)
     (call,) = sender.calls
-    oids = [oid for oid, _ in call.varbinds]
-    assert oids[:2] == [vb.SYS_UPTIME, vb.SNMP_TRAP_OID]
-    values = dict(call.varbinds)
-    assert values[vb.SYS_UPTIME] == Value.timeticks(12.5)
-    assert values[vb.SNMP_TRAP_OID] == Value.oid(vb.NOTIFICATION_OIDS[TEST_FAILED])
-    assert values[vb.NOTIFY_MODULE] == Value.octets("local")
-    assert values[vb.NOTIFY_TEST] == Value.octets("PingGateway")
-    assert values[vb.NOTIFY_STATUS] == Value.integer(3)
-    assert values[vb.NOTIFY_PREVIOUS_STATUS] == Value.integer(1)
-    assert values[vb.NOTIFY_MESSAGE] == Value.octets("local.PingGateway event 7")
-    assert values[vb.NOTIFY_TIME] == vb.date_and_time(1_700_000_007.5)
-    assert values[vb.NOTIFY_DETAILS] == Value.octets('{"n": 7}')
+    index = mib.test_index("local", "PingGateway")
+    assert index is not None
+    assert call.varbinds == [
+        (vb.SYS_UPTIME, Value.timeticks(12.5)),
+        (vb.SNMP_TRAP_OID, Value.oid(mib.DNA_TEST_FAILED)),
+        (vb.NOTIFY_TEST, Value.octets("local.PingGateway")),
+        (mib.DNA_RESULT_STATUS + index, Value.integer(3)),
+        (mib.DNA_RESULT_MESSAGE + index, Value.octets("message 7")),
+        (mib.DNA_RESULT_TIME + index, vb.date_and_time(1_700_000_007.0)),
+        (vb.NOTIFY_PREVIOUS_STATUS, Value.integer(1)),
+        (vb.NOTIFY_SEQUENCE, Value(Kind.GAUGE32, 1)),
+        (vb.NOTIFY_MESSAGE, Value.octets("local.PingGateway event 7")),
+        (vb.NOTIFY_DETAILS, Value.octets('{"n": 7}')),
+    ]
     assert call.sequence == 1
+    # The stored bindings hold sequence 0; the sent ones their number.
+    (stored,) = service.queue.deliveries()
+    assert dict(stored.varbinds)[vb.NOTIFY_SEQUENCE] == Value(Kind.GAUGE32, 0)
+
+
+def test_threshold_and_fault_notifications() -> None:
+    """threshold-crossed and fault-localized carry the objects of their NOTIFICATION-TYPE."""
+    result = TestResult("local", "PingOwnIP", Status.OK, "ok", {"rtt_ms": 7.5}, 5.0, 0.1)
+    crossed = Event(
+        "threshold-crossed",
+        result,
+        Status.OK,
+        "local.PingOwnIP: rtt_ms = 7.5 > 5",
+        {"detail": "rtt_ms", "value": 7.5, "limit": 5.0},
+    )
+    bindings = vb.event_varbinds(crossed, 1.0)
+    assert [oid for oid, _ in bindings] == [
+        vb.SYS_UPTIME,
+        vb.SNMP_TRAP_OID,
+        vb.NOTIFY_TEST,
+        vb.NOTIFY_THRESHOLD_DETAIL,
+        vb.NOTIFY_THRESHOLD_VALUE,
+        vb.NOTIFY_THRESHOLD_LIMIT,
+        vb.NOTIFY_MESSAGE,
+        vb.NOTIFY_SEQUENCE,
+        vb.NOTIFY_DETAILS,
+    ]
+    values = dict(bindings)
+    assert values[vb.SNMP_TRAP_OID] == Value.oid(mib.DNA_THRESHOLD_CROSSED)
+    assert values[vb.NOTIFY_THRESHOLD_DETAIL] == Value.octets("rtt_ms")
+    assert values[vb.NOTIFY_THRESHOLD_VALUE] == Value.octets("7.5")
+    assert values[vb.NOTIFY_THRESHOLD_LIMIT] == Value.octets("> 5")
+    fault = Event(
+        "fault-localized",
+        result,
+        None,
+        "the fault is between you and 192.0.2.9",
+        {"target": "192.0.2.9", "location": "beyond 198.51.100.1"},
+    )
+    values = dict(vb.event_varbinds(fault, 1.0))
+    assert values[vb.SNMP_TRAP_OID] == Value.oid(mib.DNA_FAULT_LOCALIZED)
+    assert values[vb.NOTIFY_TARGET] == Value.octets("192.0.2.9")
+    assert values[vb.NOTIFY_FAULT_LOCATION] == Value.octets("beyond 198.51.100.1")
+    first = Event("test-failed", result, None, "first run failed")
+    assert dict(vb.event_varbinds(first, 0))[vb.NOTIFY_PREVIOUS_STATUS] == Value.integer(4)
 
 
 def test_date_and_time_is_utc_rfc2579() -> None:
@@ -147,7 +194,7 @@ def test_long_text_is_cut_to_a_displaystring() -> None:
     e = event()
     long = Event(e.kind, e.result, e.previous_status, "é" * 300)
     value = dict(vb.event_varbinds(long, 0))[vb.NOTIFY_MESSAGE].value
-    assert len(value) <= 255 and value.endswith(b"...")
+    assert 254 <= len(value) <= 255
     value.decode("utf-8")
 
 
@@ -361,7 +408,7 @@ def test_triggers_feed_reaches_the_queue(tmp_path: Path) -> None:
     triggers.feed(ok, bad)
     clock.advance(0)
     (call,) = sender.calls
-    assert dict(call.varbinds)[vb.NOTIFY_TEST] == Value.octets("NICStatus")
+    assert dict(call.varbinds)[vb.NOTIFY_TEST] == Value.octets("local.NICStatus")
     service.stopService()
     assert triggers._subscribers == []
 
@@ -400,17 +447,36 @@ def test_status_shape(tmp_path: Path) -> None:
     assert status["counters"][KEY_B]["queued"] == 1
 
 
-def test_engine_id_is_made_once_and_kept(tmp_path: Path) -> None:
-    """Without a configured engine ID one is generated, stored and reused."""
-    first = engine_id_for(str(tmp_path), 99999)
-    assert first[:4] == (99999 | 0x80000000).to_bytes(4, "big") and first[4] == 5
-    assert len(first) == 13
-    assert engine_id_for(str(tmp_path), 99999) == first
-    (tmp_path / "snmp-engine-id").write_text("zz\n")
-    assert engine_id_for(str(tmp_path), 99999) != first
+def test_engine_id_is_shared_with_the_embedded_agent(tmp_path: Path) -> None:
+    """Without one given, the engine ID is the embedded agent's, made when missing."""
+    first = engine_id_for(str(tmp_path))
+    assert first[:5] == bytes([0x80, 0, 0, 0, 5]) and len(first) == 17
+    assert engine_id_for(str(tmp_path)) == first
+    state = json.loads((tmp_path / "snmp-engine.json").read_text())
+    assert state == {"engine_id": first.hex(), "boots": 0}
+    (tmp_path / "snmp-engine.json").write_text('{"engine_id": "8000000005aabbccdd", "boots": 7}')
+    assert engine_id_for(str(tmp_path)) == bytes.fromhex("8000000005aabbccdd")
+    (tmp_path / "snmp-engine.json").write_text("garbage")
+    assert engine_id_for(str(tmp_path)) not in (first, bytes.fromhex("8000000005aabbccdd"))
 
 
 @pytest.mark.parametrize("kind", ["test-failed", "test-recovered", "threshold-crossed"])
 def test_every_trigger_kind_has_a_notification(kind: str) -> None:
     """Each event kind of the triggers maps onto a NOTIFICATION-TYPE OID."""
     assert vb.event_varbinds(event(kind), 0)[1][1] == Value.oid(vb.NOTIFICATION_OIDS[kind])
+
+
+def test_send_that_never_ends_is_abandoned(tmp_path: Path) -> None:
+    """A send whose Deferred never fires is cancelled and retried, not stuck forever."""
+    clock, sender = task.Clock(), FakeSender()
+    service = make(tmp_path, clock, sender)  # inform_timeout 2 s: guard after 14 s
+    service.enqueue("test-failed", vb.event_varbinds(event(), 1))
+    clock.advance(0)
+    clock.advance(13.9)
+    assert len(sender.calls) == 1
+    clock.advance(0.1)
+    assert sender.calls[0].deferred.called  # cancelled by the guard
+    clock.advance(5)
+    assert len(sender.calls) == 2
+    sender.calls[1].deferred.callback(None)
+    assert service.counters()[KEY_A]["acked"] == 1

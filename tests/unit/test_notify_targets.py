@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from dnaagent.snmp.notify.settings import NotifySection, engine_id, event_kinds, parse_engine_id
+from dnaagent.snmp.notify.settings import NotifySection, event_kinds
 from dnaagent.snmp.notify.targets import (
     INFORM,
     TRAP,
@@ -127,9 +127,3 @@ def test_section_checks() -> None:
     assert "entry 1" in (check_targets(INFORM)(["nonsense"]) or "")
     assert event_kinds(["test-failed", "fault-localized"]) is None
     assert "'test-exploded'" in (event_kinds(["test-exploded"]) or "")
-    assert engine_id("") is None
-    assert engine_id("0x80001f8804646e61") is None
-    assert "hexadecimal" in (engine_id("xyz") or "")
-    assert "5 to 32" in (engine_id("0102") or "")
-    assert parse_engine_id("0x8000000105") == bytes.fromhex("8000000105")
-    assert parse_engine_id("") is None

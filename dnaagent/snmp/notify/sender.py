@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -29,7 +30,8 @@ from dnaagent.snmp.notify.targets import TRAP, Target
 from dnaagent.snmp.notify.varbinds import VarBind
 from dnaagent.snmp.tree import Kind, Value, format_oid
 
-ENGINE_ID_FILE = "snmp-engine-id"
+# The embedded agent's engine state file (dnaagent.snmp.embedded.ENGINE_FILE).
+ENGINE_FILE = "snmp-engine.json"
 
 
 class SendError(DnaAgentError, RuntimeError):
@@ -50,29 +52,33 @@ class Sender(Protocol):
         """Release sockets and timers."""
 
 
-def engine_id_for(state_dir: str, enterprise: int) -> bytes:
-    """The SNMP engine ID kept in ``state_dir``, created at first use.
+def engine_id_for(state_dir: str) -> bytes:
+    """The agent's SNMP engine ID, shared with the embedded agent.
 
-    The ID has the RFC 3411 form for random octets: the enterprise number
-    with the top bit set, format 5, then 8 random octets.
+    It is read from ``STATE_DIR/snmp-engine.json``, the file where the
+    embedded agent keeps its engine ID and boot counter. When the file does
+    not hold one yet, an ID is made (RFC 3411 format 5: enterprise 0, then
+    12 random octets) and written there with a boot count of 0, so that the
+    embedded agent, started later, uses the same ID.
     """
-    path = os.path.join(state_dir, ENGINE_ID_FILE)
+    path = os.path.join(state_dir, ENGINE_FILE)
     try:
         with open(path) as f:
-            text = f.read().strip()
-        octets = bytes.fromhex(text)
+            data = json.load(f)
+        octets = bytes.fromhex(str(data.get("engine_id", "")))
         if 5 <= len(octets) <= 32:
             return octets
     except FileNotFoundError:
         pass
-    except ValueError:
-        Logger().warn("{path} does not hold a hex engine ID; making a new one", path=path)
-    octets = (enterprise | 0x80000000).to_bytes(4, "big") + b"\x05" + os.urandom(8)
+    except (OSError, ValueError, AttributeError):
+        Logger().warn("{path} holds no readable engine ID; making a new one", path=path)
+    octets = bytes([0x80, 0, 0, 0, 5]) + os.urandom(12)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(octets.hex() + "\n")
+        json.dump({"engine_id": octets.hex(), "boots": 0}, f)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return octets
 
@@ -182,13 +188,43 @@ class PysnmpSender:
         except SendError:
             raise
         except Exception as e:
+            self._forget_peer(target)
             raise SendError(f"{target}: {type(e).__name__}: {e}") from e
         if error is not None:
+            self._forget_peer(target)
             if isinstance(error, self._timed_out) and target.mode != TRAP:
                 raise NotAcknowledged(f"{target}: no acknowledgement in {self.timeout:g} s")
             raise SendError(f"{target}: {error}")
         if status:
             raise SendError(f"{target}: error-status {status} at {index}")
+
+    def _forget_peer(self, target: Target) -> None:
+        """Make the next v3 inform to ``target`` discover its engine ID again.
+
+        pysnmp keeps the engine ID it discovered for an address for 5
+        minutes; a manager restarted with a new engine ID answers with
+        reports pysnmp cannot read, so until the entry expires every inform
+        would go unacknowledged. Forgetting the entry after a failed attempt
+        costs one discovery round trip on the next one.
+        """
+        if target.version != "v3" or target.mode == TRAP or self._engine is None:
+            return
+        try:
+            model = self._engine.message_processing_subsystems.get(3)
+            prefix = "_SnmpV3MessageProcessingModel__engineIdCache"
+            cache = getattr(model, prefix, None)
+            expiry = getattr(model, prefix + "ExpQueue", None)
+            if not isinstance(cache, dict) or not isinstance(expiry, dict):
+                return
+            for k in [k for k in cache if tuple(k[1][:2]) == (target.host, target.port)]:
+                # pysnmp deletes expired entries without looking: take the key
+                # out of its expiry queue too, or its timer would fail.
+                for keys in expiry.values():
+                    while k in keys:
+                        keys.remove(k)
+                del cache[k]
+        except Exception:
+            self.log.failure("forgetting the engine ID of {target} failed", target=target)
 
     def close(self) -> None:
         """Close the engine's sockets and its timer."""

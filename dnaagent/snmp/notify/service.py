@@ -38,7 +38,7 @@ from dnaagent.mediator.triggers import Event, Triggers
 from dnaagent.snmp.notify import varbinds as vb
 from dnaagent.snmp.notify.queue import COUNTERS, Delivery, Dropped, NotificationQueue
 from dnaagent.snmp.notify.sender import PysnmpSender, Sender, engine_id_for
-from dnaagent.snmp.notify.settings import NotifySection, parse_engine_id
+from dnaagent.snmp.notify.settings import NotifySection
 from dnaagent.snmp.notify.targets import INFORM, TRAP, Target, parse_targets
 
 QUEUE_FILE = "notifications.sqlite"
@@ -58,8 +58,9 @@ class NotificationService(Service):
     Mediator's :class:`~dnaagent.mediator.triggers.Triggers`, ``state_dir``
     where the queue lives. ``sender`` replaces the pysnmp sender (tests);
     ``uptime`` returns the agent's uptime in seconds for sysUpTime.0
-    (default: seconds since this service was made); ``engine_id`` overrides
-    the SNMP engine ID (the embedded agent's, when the lead shares it);
+    (default: seconds since this service was made); ``engine_id`` is the
+    agent's SNMP engine ID (default: the one the embedded agent keeps in the
+    state directory, made there when missing);
     ``rng`` draws the retry jitter.
     """
 
@@ -92,11 +93,7 @@ class NotificationService(Service):
             max_pending_per_target=section.max_pending_per_target,
             max_pending_total=section.max_pending_total,
         )
-        self.engine_id = (
-            engine_id
-            or parse_engine_id(section.engine_id)
-            or engine_id_for(state_dir, vb.DNA_AGENT[6])
-        )
+        self.engine_id = engine_id or engine_id_for(state_dir)
         self._sender = sender
         made = reactor.seconds()
         self._uptime = uptime or (lambda: reactor.seconds() - made)
@@ -259,6 +256,9 @@ class NotificationService(Service):
         except Exception as e:
             d = Deferred()
             d.errback(Failure(e))
+        # The sender has its own timeout; this one only guards against a
+        # send that never ends, which would hold up the target for good.
+        d.addTimeout(self.section.inform_timeout * 2 + 10, self.reactor)
         self._in_flight[key] = d
         d.addCallbacks(
             self._succeeded, self._failed, (delivery, attempt), None, (delivery, attempt), None

@@ -1,13 +1,13 @@
 """The ``[notifications]`` configuration section.
 
 Nothing is sent until a trap sink or an inform target is configured. Target
-strings are described in :mod:`dnaagent.snmp.notify.targets`.
+strings are described in :mod:`dnaagent.snmp.notify.targets`. The SNMPv3
+engine ID of notifications is the agent's own (``[snmp] engine_id``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from dnaagent.schema import between, key
 from dnaagent.snmp.notify.targets import INFORM, TRAP, check_targets
@@ -21,27 +21,6 @@ def event_kinds(v: list[str]) -> str | None:
         if item not in EVENT_KINDS:
             return f"{item!r} is not an event kind (known: {', '.join(EVENT_KINDS)})"
     return None
-
-
-def engine_id(v: Any) -> str | None:
-    """A check for an SNMP engine ID in hex (5 to 32 octets, RFC 3411), or empty."""
-    if v == "":
-        return None
-    text = v[2:] if v.lower().startswith("0x") else v
-    try:
-        octets = bytes.fromhex(text)
-    except ValueError:
-        return f"must be hexadecimal digits (e.g. 0x80001f8804...), not {v!r}"
-    if not 5 <= len(octets) <= 32:
-        return f"must be 5 to 32 octets long, not {len(octets)}"
-    return None
-
-
-def parse_engine_id(v: str) -> bytes | None:
-    """The octets of a checked engine ID setting, or None when empty."""
-    if not v:
-        return None
-    return bytes.fromhex(v[2:] if v.lower().startswith("0x") else v)
 
 
 @dataclass
@@ -61,12 +40,6 @@ class NotifySection:
     )
     events: list[str] = key(
         list(EVENT_KINDS), "trigger events that become notifications", event_kinds
-    )
-    engine_id: str = key(
-        "",
-        "SNMPv3 engine ID of the notification sender in hex "
-        "(empty: generated at first start and kept in the state directory)",
-        engine_id,
     )
     inform_timeout: float = key(
         5.0, "seconds to wait for the acknowledgement of one inform", between(0.1, 120)

@@ -2,107 +2,157 @@
 
 Every notification starts with ``sysUpTime.0`` and ``snmpTrapOID.0`` (RFC
 3416 §4.2.6), followed by the objects of its NOTIFICATION-TYPE in
-DNA-AGENT-MIB. Variable bindings are :class:`~dnaagent.snmp.tree.Value`
-pairs, and are stored in the notification queue as JSON (:func:`dumps`,
-:func:`loads`).
+DNA-AGENT-MIB (OIDs from :mod:`dnaagent.snmp.mib`). Variable bindings are
+:class:`~dnaagent.snmp.tree.Value` pairs, stored in the notification queue
+as JSON (:func:`dumps`, :func:`loads`).
 
-The sequence number of a notification (its row id in the queue) is added
-when it is sent, as the last binding, so that a manager can recognise an
+The sequence number of a notification (dnaNotifySequence, its row id in the
+queue) is filled in when it is sent, so that a manager can recognise an
 inform it receives twice (see docs/snmp.md, "Notifications").
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from dnaagent.mediator.interface import Status
 from dnaagent.mediator.triggers import Event
+from dnaagent.snmp import mib
 from dnaagent.snmp.tree import OID, Kind, Value, format_oid, parse_oid
 
 VarBind = tuple[OID, Value]
 
-SYS_UPTIME: OID = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SYS_UPTIME: OID = mib.SYS_UP_TIME + (0,)
 SNMP_TRAP_OID: OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 
-# DNA-AGENT-MIB (provisional until dnaagent.snmp.mib lands): the agent's
-# enterprise subtree, its notifications and the objects they carry.
-DNA_AGENT: OID = (1, 3, 6, 1, 4, 1, 99999, 1)
-DNA_NOTIFICATIONS: OID = DNA_AGENT + (0,)
 NOTIFICATION_OIDS: dict[str, OID] = {
-    "test-failed": DNA_NOTIFICATIONS + (1,),
-    "test-recovered": DNA_NOTIFICATIONS + (2,),
-    "fault-localized": DNA_NOTIFICATIONS + (3,),
-    "threshold-crossed": DNA_NOTIFICATIONS + (4,),
-}
-DNA_NOTIFY_OBJECTS: OID = DNA_AGENT + (9,)
-NOTIFY_MODULE: OID = DNA_NOTIFY_OBJECTS + (1, 0)
-NOTIFY_TEST: OID = DNA_NOTIFY_OBJECTS + (2, 0)
-NOTIFY_STATUS: OID = DNA_NOTIFY_OBJECTS + (3, 0)
-NOTIFY_PREVIOUS_STATUS: OID = DNA_NOTIFY_OBJECTS + (4, 0)
-NOTIFY_MESSAGE: OID = DNA_NOTIFY_OBJECTS + (5, 0)
-NOTIFY_TIME: OID = DNA_NOTIFY_OBJECTS + (6, 0)
-NOTIFY_DETAILS: OID = DNA_NOTIFY_OBJECTS + (7, 0)
-NOTIFY_SEQUENCE: OID = DNA_NOTIFY_OBJECTS + (8, 0)
-
-# DnaTestStatus textual convention: unknown(0) for "no previous result".
-STATUS_CODES: dict[Status | None, int] = {
-    None: 0,
-    Status.OK: 1,
-    Status.WARNING: 2,
-    Status.ERROR: 3,
-    Status.SKIPPED: 4,
+    "test-failed": mib.DNA_TEST_FAILED,
+    "test-recovered": mib.DNA_TEST_RECOVERED,
+    "fault-localized": mib.DNA_FAULT_LOCALIZED,
+    "threshold-crossed": mib.DNA_THRESHOLD_CROSSED,
 }
 
-# DisplayString is at most 255 octets (RFC 2579); details are cut harder.
-MAX_TEXT = 255
+# Instances of the accessible-for-notify scalars.
+NOTIFY_TEST: OID = mib.DNA_NOTIFY_TEST + (0,)
+NOTIFY_MESSAGE: OID = mib.DNA_NOTIFY_MESSAGE + (0,)
+NOTIFY_PREVIOUS_STATUS: OID = mib.DNA_NOTIFY_PREVIOUS_STATUS + (0,)
+NOTIFY_TARGET: OID = mib.DNA_NOTIFY_TARGET + (0,)
+NOTIFY_FAULT_LOCATION: OID = mib.DNA_NOTIFY_FAULT_LOCATION + (0,)
+NOTIFY_THRESHOLD_DETAIL: OID = mib.DNA_NOTIFY_THRESHOLD_DETAIL + (0,)
+NOTIFY_THRESHOLD_VALUE: OID = mib.DNA_NOTIFY_THRESHOLD_VALUE + (0,)
+NOTIFY_THRESHOLD_LIMIT: OID = mib.DNA_NOTIFY_THRESHOLD_LIMIT + (0,)
+NOTIFY_SEQUENCE: OID = mib.DNA_NOTIFY_SEQUENCE + (0,)
+NOTIFY_DETAILS: OID = mib.DNA_NOTIFY_DETAILS + (0,)
+
+# DnaTestStatus has no "unknown": a test without a previous result had not
+# run, which is what skipped(4) says.
+NO_PREVIOUS_STATUS = mib.STATUS_CODES["skipped"]
+
+_LIMIT = re.compile(r"(<=|>=|<|>) (\S+)$")
 
 
-def _text(value: str, limit: int = MAX_TEXT) -> Value:
-    raw = value.encode("utf-8")
-    if len(raw) > limit:
-        raw = raw[: limit - 3].decode("utf-8", "ignore").encode("utf-8") + b"..."
-    return Value(Kind.OCTETS, raw)
+def _text(value: str) -> Value:
+    return Value(Kind.OCTETS, mib.display_string(value))
+
+
+def _status(status: Status | None) -> Value:
+    if status is None:
+        return Value.integer(NO_PREVIOUS_STATUS)
+    return Value.integer(mib.STATUS_CODES[status.value])
 
 
 def date_and_time(epoch: float) -> Value:
     """A DateAndTime (RFC 2579) of a Unix time, in UTC (11 octets)."""
-    t = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    raw = (
-        t.year.to_bytes(2, "big")
-        + bytes([t.month, t.day, t.hour, t.minute, t.second, t.microsecond // 100_000])
-        + b"+\x00\x00"
-    )
-    return Value(Kind.OCTETS, raw)
+    return Value(Kind.OCTETS, mib.date_and_time(epoch))
+
+
+def _details(event: Event) -> str:
+    if not event.details:
+        return ""
+    return json.dumps(dict(event.details), sort_keys=True, default=str)
+
+
+def _threshold_limit(event: Event) -> str:
+    """The limit with its comparison (``> 5``), from the details or the message."""
+    comparison = event.details.get("comparison")
+    limit = event.details.get("limit", "")
+    if comparison:
+        return f"{comparison} {limit}"
+    m = _LIMIT.search(event.message)
+    return f"{m.group(1)} {m.group(2)}" if m else str(limit)
+
+
+def _objects(event: Event) -> list[VarBind]:
+    """The bindings of the OBJECTS clause of the event's NOTIFICATION-TYPE."""
+    result = event.result
+    name = f"{result.module}.{result.test}"
+    details = event.details
+    sequence: VarBind = (NOTIFY_SEQUENCE, Value(Kind.GAUGE32, 0))
+    if event.kind in ("test-failed", "test-recovered"):
+        index = mib.test_index(result.module, result.test)
+        row: list[VarBind] = []
+        if index is not None:  # names too long for the result table have no row
+            row = [
+                (mib.DNA_RESULT_STATUS + index, _status(result.status)),
+                (mib.DNA_RESULT_MESSAGE + index, _text(result.message)),
+                (mib.DNA_RESULT_TIME + index, date_and_time(result.started)),
+            ]
+        return [
+            (NOTIFY_TEST, _text(name)),
+            *row,
+            (NOTIFY_PREVIOUS_STATUS, _status(event.previous_status)),
+            sequence,
+            (NOTIFY_MESSAGE, _text(event.message)),
+        ]
+    if event.kind == "threshold-crossed":
+        return [
+            (NOTIFY_TEST, _text(name)),
+            (NOTIFY_THRESHOLD_DETAIL, _text(str(details.get("detail", "")))),
+            (NOTIFY_THRESHOLD_VALUE, _text(str(details.get("value", "")))),
+            (NOTIFY_THRESHOLD_LIMIT, _text(_threshold_limit(event))),
+            (NOTIFY_MESSAGE, _text(event.message)),
+            sequence,
+        ]
+    if event.kind == "fault-localized":
+        return [
+            (NOTIFY_TEST, _text(name)),
+            (NOTIFY_TARGET, _text(str(details.get("target", "")))),
+            (NOTIFY_FAULT_LOCATION, _text(str(details.get("location", "")))),
+            (NOTIFY_MESSAGE, _text(event.message)),
+            sequence,
+        ]
+    raise KeyError(event.kind)
 
 
 def event_varbinds(event: Event, uptime: float) -> list[VarBind]:
     """The variable bindings of the notification raised by ``event``.
 
-    ``uptime`` is the agent's uptime in seconds (sysUpTime.0). Raises
-    KeyError for an event kind that has no NOTIFICATION-TYPE.
+    ``uptime`` is the agent's uptime in seconds (sysUpTime.0). After
+    sysUpTime.0 and snmpTrapOID.0 come the OBJECTS of the NOTIFICATION-TYPE
+    in their order, then dnaNotifyDetails (and, for test-failed and
+    test-recovered, dnaNotifyMessage before it). dnaNotifySequence is 0
+    until :func:`with_sequence` fills it in. Raises KeyError for an event
+    kind that has no NOTIFICATION-TYPE.
     """
-    result = event.result
-    details = json.dumps(dict(event.details), sort_keys=True, default=str) if event.details else ""
     return [
         (SYS_UPTIME, Value.timeticks(uptime)),
         (SNMP_TRAP_OID, Value.oid(NOTIFICATION_OIDS[event.kind])),
-        (NOTIFY_MODULE, _text(result.module)),
-        (NOTIFY_TEST, _text(result.test)),
-        (NOTIFY_STATUS, Value.integer(STATUS_CODES[result.status])),
-        (NOTIFY_PREVIOUS_STATUS, Value.integer(STATUS_CODES[event.previous_status])),
-        (NOTIFY_MESSAGE, _text(event.message)),
-        (NOTIFY_TIME, date_and_time(result.started + result.duration)),
-        (NOTIFY_DETAILS, _text(details)),
+        *_objects(event),
+        (NOTIFY_DETAILS, _text(_details(event))),
     ]
 
 
 def with_sequence(varbinds: Sequence[VarBind], sequence: int) -> list[VarBind]:
-    """The bindings followed by the notification's sequence number (Unsigned32)."""
-    return [*varbinds, (NOTIFY_SEQUENCE, Value(Kind.GAUGE32, sequence % 2**32))]
+    """The bindings with dnaNotifySequence.0 set to ``sequence`` (appended if absent)."""
+    value = Value(Kind.GAUGE32, sequence % 2**32)
+    out = [(oid, value if oid == NOTIFY_SEQUENCE else v) for oid, v in varbinds]
+    if not any(oid == NOTIFY_SEQUENCE for oid, _ in varbinds):
+        out.append((NOTIFY_SEQUENCE, value))
+    return out
 
 
 def _encode_value(value: Value) -> Any:

@@ -44,7 +44,7 @@ from dnaagent.snmp import mib
 from dnaagent.snmp.fastpath import FastResponder
 from dnaagent.snmp.settings import SnmpSection, UserSpec
 from dnaagent.snmp.tree import OID, Kind, MibTree, Value
-from dnaagent.snmp.writable import NO_ERROR, Writables
+from dnaagent.snmp.writable import NO_ERROR, Writables, WriteHandler
 
 log = Logger()
 
@@ -285,7 +285,7 @@ class TreeInstrumController(AbstractMibInstrumController):
         ac = ctx.get("acFun")
         if ac is None:
             raise smi_error.NoAccessError(name=varBinds[0][0] if varBinds else None, idx=0)
-        plan = []
+        plan: list[tuple[int, Any, OID, Value, WriteHandler]] = []
         for idx, (name, val) in enumerate(varBinds):
             oid = tuple(name)
             if ac("write", (name, val), idx=idx, **ctx):
@@ -298,13 +298,13 @@ class TreeInstrumController(AbstractMibInstrumController):
             value = from_asn1(val)
             if value is None:
                 raise smi_error.WrongTypeError(name=name, idx=idx)
-            status = _guarded(lambda h=handler, o=oid, v=value: h.test(o, v))
+            status = _guarded(handler.test, oid, value)
             if status != NO_ERROR:
                 raise _WRITE_ERRORS.get(status, smi_error.GenError)(name=name, idx=idx)
             plan.append((idx, name, oid, value, handler))
-        done = []
+        done: list[tuple[int, Any, OID, Value, WriteHandler]] = []
         for idx, name, oid, value, handler in plan:
-            status = _guarded(lambda h=handler, o=oid, v=value: h.commit(o, v), 14)
+            status = _guarded(handler.commit, oid, value, on_error=14)
             if status != NO_ERROR:
                 for _, _, o, v, h in reversed(done):
                     try:
@@ -316,10 +316,10 @@ class TreeInstrumController(AbstractMibInstrumController):
         return [(name, val) for name, val in varBinds]
 
 
-def _guarded(call: Callable[[], int], on_error: int = 5) -> int:
+def _guarded(phase: Callable[[OID, Value], int], oid: OID, value: Value, on_error: int = 5) -> int:
     """Run a write-handler phase; a crash becomes ``on_error`` (genErr by default)."""
     try:
-        status = call()
+        status = phase(oid, value)
     except Exception:
         log.failure("a write handler failed")
         return on_error

@@ -195,8 +195,10 @@ class MibUpdater:
             peer_list = list(overlay.peers())
             peers = len(peer_list)
             ids = [i for i in (_node_id(p.get("node_id", p.get("id"))) for p in peer_list) if i]
-            size = getattr(overlay, "size_estimate", None)
-            if not isinstance(size, int):
+            given = getattr(overlay, "size_estimate", None)
+            if isinstance(given, int) and not isinstance(given, bool):
+                size = given
+            else:
                 size = estimate_overlay_size(node_id, ids) if ids else 1
         mediator = getattr(self.agent, "mediator", None)
         runs = getattr(mediator, "runs_completed", 0) if mediator is not None else 0

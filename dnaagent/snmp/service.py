@@ -45,7 +45,7 @@ class SnmpService(Service):
     """
 
     log = Logger()
-    name = "snmp"
+    name = "snmp"  # type: ignore[assignment]
 
     def __init__(
         self,

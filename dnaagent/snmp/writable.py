@@ -140,16 +140,16 @@ class RunTestHandler:
         if target is None:
             return COMMIT_FAILED
         module, test = target
-        shown = self.tree is not None and self.tree.get(oid) is not None
-        if shown:
+        tree = self.tree if self.tree is not None and self.tree.get(oid) is not None else None
+        if tree is not None:
             # Before the run: a test that ends at once shows idle(1) again.
-            self.tree.set(oid, Value.integer(mib.RUN_RUNNING))
+            tree.set(oid, Value.integer(mib.RUN_RUNNING))
         try:
             d = self.agent.mediator.run(module, [test], origin="snmp")
         except Exception:
             self.log.failure("starting {module}.{test} from SNMP failed", module=module, test=test)
-            if shown:
-                self.tree.set(oid, Value.integer(mib.RUN_IDLE))
+            if tree is not None:
+                tree.set(oid, Value.integer(mib.RUN_IDLE))
             return COMMIT_FAILED
         d.addErrback(
             lambda f: self.log.failure(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -101,7 +102,10 @@ class Received:
     @property
     def sequence(self) -> int:
         """The notification's sequence number (dnaagent's last binding)."""
-        return int(self.varbinds["." + format_oid(vb.NOTIFY_SEQUENCE)].split(": ")[1])
+        for name in ("." + format_oid(vb.NOTIFY_SEQUENCE), "DNA-AGENT-MIB::dnaNotifySequence.0"):
+            if name in self.varbinds:
+                return int(self.varbinds[name].split(": ")[1])
+        raise KeyError("no dnaNotifySequence.0 in the notification")
 
     @property
     def version(self) -> str:
@@ -112,9 +116,11 @@ class Received:
 class Trapd:
     """One snmptrapd of a test, logging every notification on one line."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, names: bool = False) -> None:
         self.workdir = workdir
         self.port = port
+        # names: translate OIDs with DNA-AGENT-MIB (else numeric, -On)
+        self.names = names
         self.logs: list[Path] = []  # one per start: snmptrapd truncates its log file
         self.conf = workdir / "snmptrapd.conf"
         self.persist = workdir / "persist"
@@ -140,11 +146,11 @@ class Trapd:
                 "-C",
                 "-c",
                 str(self.conf),
-                "-M",
-                "/dev/null",
-                "-m",
-                "",
-                "-On",
+                *(
+                    ["-M", mib.mib_dir(), "-m", f"{mib.MIB_NAME}:SNMPv2-MIB"]
+                    if self.names
+                    else ["-M", "/dev/null", "-m", "", "-On"]
+                ),
                 "-Lf",
                 str(log),
                 "-F",
@@ -379,6 +385,37 @@ def explain(h: Harness, trapd: Trapd) -> str:
     targets = "\n".join(map(str, h.status()["targets"])) if h.proc else "(harness not running)"
     got = [(r.pdu, r.version, r.sequence) for r in trapd.received()]
     return f"{targets}\nreceived: {got}\n{h.errors()}"
+
+
+def test_names_translated_with_the_mib(tmp_path: Path, harness_factory: Any) -> None:
+    """With DNA-AGENT-MIB loaded, snmptrapd shows the notification by name."""
+    trapd = Trapd(tmp_path / "trapd", free_port(), names=True)
+    trapd.start()
+    try:
+        h = harness_factory({"inform_targets": [v2c(trapd.port)]})
+        h.start()
+        seq = h.fire(3)
+        (got,) = wait_until(trapd.received, 20, "the inform")
+    finally:
+        trapd.stop()
+    assert got.pdu == "INFORM"
+    b = got.varbinds
+    assert list(b)[:3] == [
+        "SNMPv2-MIB::sysUpTime.0",
+        "SNMPv2-MIB::snmpTrapOID.0",
+        "DNA-AGENT-MIB::dnaNotifyTest.0",
+    ]
+    assert b["SNMPv2-MIB::snmpTrapOID.0"] == "OID: DNA-AGENT-MIB::dnaTestFailed"
+    assert b["DNA-AGENT-MIB::dnaNotifyTest.0"] == "STRING: local.Test3"
+    assert b['DNA-AGENT-MIB::dnaResultStatus."local"."Test3"'] == "INTEGER: error(3)"
+    assert b['DNA-AGENT-MIB::dnaResultMessage."local"."Test3"'] == "STRING: broken 3"
+    assert re.fullmatch(
+        r"STRING: \d{4}-\d{1,2}-\d{1,2},\d{1,2}:\d{1,2}:\d{1,2}\.\d,\+0:0",
+        b['DNA-AGENT-MIB::dnaResultTime."local"."Test3"'],
+    )
+    assert b["DNA-AGENT-MIB::dnaNotifyPreviousStatus.0"] == "INTEGER: ok(1)"
+    assert b["DNA-AGENT-MIB::dnaNotifySequence.0"] == f"Gauge32: {seq}"
+    assert b["DNA-AGENT-MIB::dnaNotifyMessage.0"] == "STRING: local.Test3 failed: broken 3"
 
 
 def assert_in_order_at_least_once(

@@ -23,6 +23,7 @@ from typing import Any
 from dnaagent import schema
 from dnaagent.errors import ConfigError
 from dnaagent.overlay.section import OverlaySection
+from dnaagent.snmp.settings import SnmpSection
 from dnaagent.schema import Check, key
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
@@ -136,6 +137,7 @@ class Config:
     store: StoreSection = field(default_factory=StoreSection)
     triggers: TriggersSection = field(default_factory=TriggersSection)
     overlay: OverlaySection = field(default_factory=OverlaySection)
+    snmp: SnmpSection = field(default_factory=SnmpSection)
     local: LocalSection = field(default_factory=LocalSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

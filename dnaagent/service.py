@@ -35,6 +35,7 @@ from dnaagent.mediator.triggers import StatusChange, Threshold, Triggers
 from dnaagent.modules.registry import load_modules
 from dnaagent.overlay.node import OverlayNode
 from dnaagent.overlay.service import OverlayService
+from dnaagent.snmp.service import SnmpService
 
 
 class AgentService(MultiService):
@@ -64,6 +65,7 @@ class AgentService(MultiService):
         self.control_port: IListeningPort | None = None
         self.overlay_service: OverlayService | None = None
         self.overlay: OverlayNode | None = None
+        self.snmp: SnmpService | None = None
 
     def prepare(self) -> None:
         """Open state, load modules and bind the control port.
@@ -109,6 +111,10 @@ class AgentService(MultiService):
             self.overlay_service.prepare()
             self.overlay_service.setServiceParent(self)
             self.overlay = self.overlay_service.node
+        if self.config.snmp.enabled:
+            self.snmp = SnmpService(self, self.config.snmp)
+            self.snmp.prepare()
+            self.snmp.setServiceParent(self)
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
         if self.config.control.enabled:

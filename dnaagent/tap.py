@@ -114,7 +114,11 @@ def install_reactor() -> Any:
 
         from twisted.internet import asyncioreactor
 
-        asyncioreactor.install(asyncio.new_event_loop())
+        # The loop the reactor runs must also be the thread's current loop:
+        # pysnmp asks asyncio.get_event_loop() for it.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        asyncioreactor.install(loop)
     from twisted.internet import reactor
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 

@@ -122,6 +122,9 @@ SAMPLES = {
     "overlay-role": ("stub", "stub"),
     "overlay-listen-ipv4": ("127.0.0.1", "127.0.0.1"),
     "overlay-listen-ipv6": ("", ""),
+    "snmp-users": ("ops:SHA-256:authpass1:AES:privpass1", ["ops:SHA-256:authpass1:AES:privpass1"]),
+    "snmp-engine-id": ("8000dead01", "8000dead01"),
+    "snmp-listen": ("::1", ["::1"]),
 }
 
 

@@ -1,0 +1,108 @@
+"""The real ``twistd dnaagent`` answers SNMP and serves its overlay on loopback.
+
+The agent runs with its built-in defaults (no schedule, so the local tests
+never run here) except for ports, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("snmpget") is None, reason="Net-SNMP's snmpget is not installed"
+    ),
+]
+
+
+def free_port(kind: int) -> int:
+    """A free loopback port of the given socket type."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A running ``twistd -n dnaagent`` with SNMP and the overlay on loopback ports."""
+    snmp_port, overlay_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
+                "--state-dir", str(tmp_path / "state"),
+                "--control-port", "0",
+                "--snmp-port", str(snmp_port),
+                "--overlay-port", str(overlay_port),
+                "--overlay-listen-ipv4", "127.0.0.1",
+                "--overlay-listen-ipv6", "",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "state" / "control.json").exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"agent did not start:\n{log.read_text()}"
+            time.sleep(0.1)
+        yield snmp_port, tmp_path / "state", log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_twistd_agent_answers_snmpget(agent) -> None:
+    """snmpget reads sysDescr and the agent's version from the daemon started by twistd."""
+    port, state, log = agent
+    done = subprocess.run(
+        [
+            "snmpget", "-v2c", "-c", "public", "-r", "2", "-t", "2",
+            "-M", str(ROOT / "mibs"), "-m", "DNA-AGENT-MIB:SNMPv2-MIB",
+            f"127.0.0.1:{port}", "SNMPv2-MIB::sysDescr.0", "DNA-AGENT-MIB::dnaVersion.0",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + log.read_text()
+    assert "Distributed Network Agent" in done.stdout
+    from dnaagent import __version__
+
+    assert f"dnaVersion.0 = STRING: {__version__}" in done.stdout
+
+
+def test_twistd_agent_reports_its_overlay_node(agent) -> None:
+    """dnactl status shows the overlay node whose ID SNMP serves."""
+    port, state, log = agent
+    status = subprocess.run(
+        [str(BIN / "dnactl"), "--state-dir", str(state), "status", "--json"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    node_id = json.loads(status.stdout)["overlay"]["node_id"]
+    done = subprocess.run(
+        [
+            "snmpget", "-v2c", "-c", "public", "-Oqv", "-M", str(ROOT / "mibs"),
+            "-m", "DNA-AGENT-MIB", f"127.0.0.1:{port}", "DNA-AGENT-MIB::dnaNodeId.0",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().strip('"') == node_id, log.read_text()

@@ -50,6 +50,7 @@ class FakeSender:
     """Records sends; the test decides when each is acknowledged or fails."""
 
     calls: list[Call] = field(default_factory=list)
+    prepared: bool = False
     closed: bool = False
 
     def send(self, target: Target, varbinds: Sequence[vb.VarBind]) -> Deferred[None]:
@@ -57,6 +58,10 @@ class FakeSender:
         d: Deferred[None] = Deferred()
         self.calls.append(Call(target, list(varbinds), d))
         return d
+
+    def prepare(self) -> None:
+        """Remember that the service prepared the sender."""
+        self.prepared = True
 
     def close(self) -> None:
         """Remember that the service closed the sender."""
@@ -345,7 +350,7 @@ def test_stop_leaves_pending_informs_and_restart_resends(tmp_path: Path) -> None
     clock.advance(0)
     assert [c.sequence for c in sender.calls] == [ids[0], ids[1]]
     service.stopService()  # ids[1] is in flight, never acknowledged
-    assert sender.closed
+    assert sender.prepared and sender.closed
     assert clock.getDelayedCalls() == []
 
     clock2, sender2 = task.Clock(), FakeSender()

@@ -48,6 +48,9 @@ class Sender(Protocol):
     def send(self, target: Target, varbinds: Sequence[VarBind]) -> Deferred[None]:
         """Fire when sent (trap) or acknowledged (inform); fail with :class:`SendError`."""
 
+    def prepare(self) -> None:
+        """Do slow one-time work now (at start) rather than at the first send."""
+
     def close(self) -> None:
         """Release sockets and timers."""
 
@@ -110,6 +113,20 @@ class PysnmpSender:
             self._timed_out = errind.RequestTimedOut
             self._engine = hlapi.SnmpEngine(snmpEngineID=hlapi.OctetString(self.engine_id))
         return self._hlapi
+
+    def prepare(self) -> None:
+        """Load pysnmp and the MIB modules it resolves variable bindings with.
+
+        This takes one to two seconds, once; done at start, it does not delay
+        the first notification.
+        """
+        api = self._api()
+        from pysnmp.hlapi.varbinds import NotificationOriginatorVarBinds
+
+        NotificationOriginatorVarBinds().make_varbinds(
+            self._engine.cache,
+            (api.ObjectType(api.ObjectIdentity("1.3.6.1.2.1.1.3.0"), api.TimeTicks(0)),),
+        )
 
     def send(self, target: Target, varbinds: Sequence[VarBind]) -> Deferred[None]:
         """See :class:`Sender`."""
@@ -189,14 +206,14 @@ class PysnmpSender:
             raise
         except Exception as e:
             self._forget_peer(target)
-            raise SendError(f"{target}: {type(e).__name__}: {e}") from e
+            raise SendError(f"{type(e).__name__}: {e}") from e
         if error is not None:
             self._forget_peer(target)
             if isinstance(error, self._timed_out) and target.mode != TRAP:
-                raise NotAcknowledged(f"{target}: no acknowledgement in {self.timeout:g} s")
-            raise SendError(f"{target}: {error}")
+                raise NotAcknowledged(f"no acknowledgement in {self.timeout:g} s")
+            raise SendError(str(error))
         if status:
-            raise SendError(f"{target}: error-status {status} at {index}")
+            raise SendError(f"error-status {status} at {index}")
 
     def _forget_peer(self, target: Target) -> None:
         """Make the next v3 inform to ``target`` discover its engine ID again.

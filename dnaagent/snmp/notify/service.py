@@ -129,6 +129,11 @@ class NotificationService(Service):
         if waiting:
             self.log.info("{n} notifications are waiting to be delivered", n=waiting)
         self._unsubscribe = self.triggers.subscribe(self.on_event)
+        if self.targets:
+            try:
+                self.sender.prepare()
+            except Exception:
+                self.log.failure("preparing the SNMP notification sender failed")
         self._schedule()
         if self.targets:
             self.log.info("notifications to {targets}", targets=", ".join(sorted(self.targets)))
@@ -273,7 +278,7 @@ class NotificationService(Service):
         if delivery.mode == INFORM:
             if self.queue.mark_acked(delivery.notification_id, delivery.target, now):
                 self.log.debug(
-                    "inform {nid} acknowledged by {target} (attempt {attempt})",
+                    "notification {nid} acknowledged by {target} (attempt {attempt})",
                     nid=delivery.notification_id,
                     target=delivery.target,
                     attempt=attempt,
@@ -289,8 +294,8 @@ class NotificationService(Service):
             wait = self._delay(attempt)
             self.queue.reschedule(delivery.notification_id, delivery.target, now + wait)
             self.log.info(
-                "inform {nid} to {target} not delivered (attempt {attempt}: {why}); "
-                "retry in {wait:.1f} s",
+                "notification {nid} to {target}: attempt {attempt} failed ({why}); "
+                "next in {wait:.1f} s",
                 nid=delivery.notification_id,
                 target=delivery.target,
                 attempt=attempt,
@@ -300,7 +305,7 @@ class NotificationService(Service):
         else:
             self.queue.mark_dropped(delivery.notification_id, delivery.target, now)
             self.log.warn(
-                "trap {nid} to {target} could not be sent: {why}",
+                "notification {nid} to {target} could not be sent, dropped: {why}",
                 nid=delivery.notification_id,
                 target=delivery.target,
                 why=failure.getErrorMessage(),

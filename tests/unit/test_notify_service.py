@@ -485,3 +485,22 @@ def test_send_that_never_ends_is_abandoned(tmp_path: Path) -> None:
     assert len(sender.calls) == 2
     sender.calls[1].deferred.callback(None)
     assert service.counters()[KEY_A]["acked"] == 1
+
+
+def test_without_asyncio_reactor_notifications_wait(tmp_path: Path) -> None:
+    """With the pysnmp sender but no asyncio reactor, nothing is sent and nothing lost."""
+    clock = task.Clock()
+    service = NotificationService(
+        NotifySection(inform_targets=[INFORM_A]),
+        clock,
+        Triggers(),
+        str(tmp_path),
+        engine_id=bytes.fromhex("80001f8804646e6174657374"),
+    )
+    service.startService()
+    assert service.on_event(event()) == 1
+    clock.advance(3600)
+    assert clock.getDelayedCalls() == []
+    assert service.queue.pending(KEY_A) == 1
+    assert service.counters()[KEY_A]["sent"] == 0
+    service.stopService()

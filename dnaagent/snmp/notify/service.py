@@ -23,14 +23,15 @@ queue: at each tick every due delivery is handed to the :class:`Sender`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -42,6 +43,11 @@ from dnaagent.snmp.notify.settings import NotifySection
 from dnaagent.snmp.notify.targets import INFORM, TRAP, Target, parse_targets
 
 QUEUE_FILE = "notifications.sqlite"
+
+
+def _asyncio_reactor(reactor: Any) -> bool:
+    """True when ``reactor`` runs on an asyncio loop (pysnmp needs one)."""
+    return isinstance(getattr(reactor, "_asyncioEventloop", None), asyncio.AbstractEventLoop)
 
 
 def backoff(attempt: int, initial: float, maximum: float) -> float:
@@ -98,10 +104,11 @@ class NotificationService(Service):
         made = reactor.seconds()
         self._uptime = uptime or (lambda: reactor.seconds() - made)
         self._rng = rng or random.Random()
-        self._timer: IDelayedCall | None = None
+        self._timer: DelayedCall | None = None
         self._busy_targets: set[str] = set()
         self._in_flight: dict[tuple[int, str], Deferred[None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._can_send = True
         self.events_seen = 0
         self.events_ignored = 0
 
@@ -129,7 +136,13 @@ class NotificationService(Service):
         if waiting:
             self.log.info("{n} notifications are waiting to be delivered", n=waiting)
         self._unsubscribe = self.triggers.subscribe(self.on_event)
-        if self.targets:
+        if self.targets and self._sender is None and not _asyncio_reactor(self.reactor):
+            self._can_send = False
+            self.log.error(
+                "SNMP notifications need Twisted's asyncio reactor (twistd -r asyncio); "
+                "they are kept in the queue and sent after a start with it"
+            )
+        elif self.targets:
             try:
                 self.sender.prepare()
             except Exception:
@@ -193,7 +206,7 @@ class NotificationService(Service):
 
     def _schedule(self, at: float | None = None) -> None:
         """Make the one timer fire at the earliest due delivery (or ``at``)."""
-        if not self.running:
+        if not self.running or not self._can_send:
             return
         try:
             when = self._next_due() if at is None else at
@@ -266,7 +279,10 @@ class NotificationService(Service):
         d.addTimeout(self.section.inform_timeout * 2 + 10, self.reactor)
         self._in_flight[key] = d
         d.addCallbacks(
-            self._succeeded, self._failed, (delivery, attempt), None, (delivery, attempt), None
+            self._succeeded,
+            self._failed,
+            callbackArgs=(delivery, attempt),
+            errbackArgs=(delivery, attempt),
         )
         d.addErrback(self._bug, delivery)
         d.addBoth(self._done, delivery)

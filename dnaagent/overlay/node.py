@@ -116,6 +116,8 @@ BAN_REASONS = frozenset(
 #: Drop reasons counted besides the wire ones.
 NODE_DROP_REASONS = ("banned", "unexpected_reply", "self", "not_running", "not_served")
 
+#: How long a peer that said LEAVE is kept out of the routing table (seconds).
+_DEPARTED_SECONDS = 30.0
 #: Room left in a datagram for the envelope around a body.
 _ENVELOPE_ROOM = 200
 
@@ -231,6 +233,7 @@ class OverlayNode(DatagramProtocol):
         self._handlers: dict[str, Handler] = {}
         self._published: dict[bytes, dict[bytes, float]] = {}
         self._bans: dict[Any, float] = {}
+        self._departed: dict[bytes, float] = {}
         self._transports: dict[str, Any] = {}
         self._timers: dict[str, Any] = {}
         self._running = False
@@ -476,6 +479,9 @@ class OverlayNode(DatagramProtocol):
                 self._on_app_request(msg, addr)
             elif mtype == LEAVE:
                 self.routing_table.remove(msg.sender_id)
+                # Datagrams it sent before LEAVE may still arrive: do not let
+                # them put it back.
+                self._departed[msg.sender_id] = self._clock.seconds() + _DEPARTED_SECONDS
             elif mtype == ANNOUNCE:
                 self._on_announce(msg, addr)
         except Exception:
@@ -508,6 +514,11 @@ class OverlayNode(DatagramProtocol):
             del self._bans[addr]
 
     def _saw(self, node_id: bytes, addr: Address, rtt: float | None) -> None:
+        departed = self._departed
+        if departed and node_id in departed:
+            if departed[node_id] > self._clock.seconds():
+                return
+            del departed[node_id]
         check = self.routing_table.seen(node_id, addr, self._clock.seconds(), rtt)
         if check is not None:
             self._check_liveness(check)
@@ -1077,6 +1088,8 @@ class OverlayNode(DatagramProtocol):
         now = self._clock.seconds()
         self.store.expire(now)
         self._expire_bans(now)
+        for node_id in [n for n, until in self._departed.items() if until <= now]:
+            del self._departed[node_id]
 
     def _refresh_neighbours(self) -> None:
         if len(self.routing_table):

@@ -1068,6 +1068,8 @@ class OverlayNode(DatagramProtocol):
         self._every("republish", cfg.republish_interval, self._republish)
         if cfg.discovery:
             self._every("discovery", cfg.discovery_interval, self._discover)
+        if cfg.neighbour_check_interval > 0 and cfg.neighbour_check_count > 0:
+            self._every("check", cfg.neighbour_check_interval, self._check_neighbours)
 
     def _every(self, name: str, interval: float, job: Callable[[], None]) -> None:
         """Run ``job`` about every ``interval`` seconds (±10 %) while running."""
@@ -1096,6 +1098,32 @@ class OverlayNode(DatagramProtocol):
             self._lookup(self.node_id).addErrback(
                 lambda f: log.failure("neighbour refresh failed", f)
             )
+
+    def _check_neighbours(self) -> None:
+        """Ping the closest neighbours that have been silent; evict the dead ones.
+
+        Under churn a dead neighbour would otherwise linger until a lookup
+        trips over it twice. Neighbours that talk anyway cost nothing; a silent
+        one costs one ping per interval, and a second ping at once if the first
+        goes unanswered (a lost datagram is not a death).
+        """
+        cfg = self.config
+        table = self.routing_table
+        now = self._clock.seconds()
+        for c in table.closest(table.own_key, cfg.neighbour_check_count):
+            if now - c.last_seen >= cfg.neighbour_check_interval:
+                self._probe(c.node_id, c.address, retries=1)
+
+    def _probe(self, node_id: bytes, address: Address, retries: int) -> None:
+        def failed(err: Exception) -> None:
+            if node_id not in self.routing_table:
+                return
+            if retries > 0 and isinstance(err, RequestTimeout):
+                self._probe(node_id, address, retries - 1)
+            else:
+                self.routing_table.failed(node_id, evict=True)
+
+        self._rpc(address, PING, None, node_id, _ignore_reply, failed)
 
     def _refresh_buckets(self) -> None:
         table = self.routing_table

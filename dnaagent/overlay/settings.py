@@ -39,6 +39,11 @@ class OverlayConfig:
     bucket_refresh_interval: float = 3600.0
     #: The node looks itself up this often to keep its neighbourhood fresh (seconds).
     neighbour_refresh_interval: float = 600.0
+    #: The closest neighbours not heard from for this long are pinged, and
+    #: evicted after two missed pings in a row (seconds; 0 turns it off).
+    neighbour_check_interval: float = 60.0
+    #: How many of the closest neighbours are watched that way.
+    neighbour_check_count: int = 5
     #: Original publishers store their values again this often (seconds).
     republish_interval: float = 3600.0
     #: TTL of a value put without one (seconds).
@@ -79,6 +84,8 @@ class OverlayConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.neighbour_check_interval < 0 or self.neighbour_check_count < 0:
+            raise ValueError("neighbour checks need non-negative settings")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be from 0 to 65535")
         if self.min_rto > self.max_rto:

@@ -419,3 +419,29 @@ def test_handler_registration_validation() -> None:
         net.nodes[0].register_handler("", lambda body, sender: succeed(None))
     with pytest.raises(ValueError):
         net.nodes[0].register_handler("x" * 65, lambda body, sender: None)
+
+
+def test_silent_dead_neighbours_are_evicted_within_minutes() -> None:
+    """A crashed close neighbour is pinged twice and evicted; live ones stay."""
+    net = Net(8, neighbour_check_interval=60, neighbour_refresh_interval=10_000)
+    net.join_all()
+    victim = net.nodes[5]
+    watchers = [
+        n
+        for n in net.nodes
+        if n is not victim
+        and victim.node_id
+        in {c.node_id for c in n.routing_table.closest(n.routing_table.own_key, 5)}
+    ]
+    assert watchers
+    live = [n for n in net.nodes if n is not victim]
+    sizes = {n.node_id: len(n.routing_table) - (victim.node_id in n.routing_table) for n in live}
+    net.net.crash(net.addr(victim))
+    before = sum(n.counters["messages_out"] for n in net.nodes)
+    for _ in range(150):
+        net.clock.advance(1)
+    assert all(victim.node_id not in n.routing_table for n in watchers)
+    assert all(len(n.routing_table) >= sizes[n.node_id] for n in live)
+    # Two and a half minutes of checks cost a few pings per node, not a flood.
+    sent = sum(n.counters["messages_out"] for n in net.nodes) - before
+    assert sent < 8 * 5 * 3 * 2

@@ -38,6 +38,8 @@ NAME_TEXT = "." + ".".join(map(str, NAME))
 V3_USER = "dnaops"
 V3_AUTH = "dna-auth-pass-1"
 V3_PRIV = "dna-priv-pass-1"
+#: snmpd in the foreground, logging to stdout, without the system config or SMUX.
+SNMPD = ["snmpd", "-f", "-Lo", "-C", "-I", "-smux"]
 TOOLS = ("snmpd", "snmpget", "snmpwalk", "snmpbulkwalk", "snmptable", "snmpset")
 
 if missing := [t for t in TOOLS if shutil.which(t) is None]:
@@ -83,6 +85,7 @@ class Snmpd:
                     "agentXPerms 0600 0700",
                     "agentXTimeout 5",
                     "agentXRetries 1",
+                    "dontLogTCPWrappersConnects yes",
                     f"agentaddress udp:127.0.0.1:{self.port}",
                     "rocommunity public 127.0.0.1",
                     f"createUser {V3_USER} SHA-256 {V3_AUTH} AES {V3_PRIV}",
@@ -104,7 +107,7 @@ class Snmpd:
         )
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                ["snmpd", "-f", "-Lo", "-C", "-c", str(self.conf), "-M", str(self.tmp)],
+                [*SNMPD, "-c", str(self.conf), "-M", str(self.tmp)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -616,3 +616,28 @@ def test_value_kinds_map_to_agentx_types() -> None:
         vb = varbind((1, 1), v)
         assert P.decode(P.encode(P.ResponsePdu(varbinds=[vb]))).varbinds == [vb]
         assert value_of(vb) == v
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(oid_parts, st.one_of(st.just(()), oid_parts), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_encoded_answers_equal_the_decoded_path(ranges, getnext, big) -> None:
+    """The quick Get/GetNext answer is byte for byte the Response of the full path."""
+    tree = MibTree()
+    for oid in [(1, 1), (1, 2, 3), (2, 0), (2, 4, 1), (3, 3)]:
+        tree.set(oid, Value.integer(sum(oid)))
+    handler = RequestHandler(tree, subtrees=[(1,), (2, 4)])
+    cls = P.GetNextPdu if getnext else P.GetPdu
+    request = cls(
+        session_id=3, transaction_id=4, packet_id=5, ranges=[SearchRange(*r) for r in ranges]
+    )
+    raw = P.encode(request, big)
+    header = P.decode_header(raw)
+    assert handler.answer_encoded(header, raw) == P.encode(handler.handle(P.decode(raw)))

@@ -131,10 +131,12 @@ def test_real_endpoints_for_each_transport() -> None:
     assert names == ["UNIXClientEndpoint", "TCP4ClientEndpoint", "TCP6ClientEndpoint"]
 
 
-def test_needs_a_subtree() -> None:
-    """Without configured subtrees and without a default there is nothing to register."""
-    with pytest.raises(ValueError, match="subtrees"):
-        AgentxSubagent(AgentxSection(), task.Clock(), MibTree())
+def test_registers_the_mib_root_by_default() -> None:
+    """Without configured subtrees the subagent registers DNA-AGENT-MIB's root."""
+    from dnaagent.snmp import mib
+
+    service = AgentxSubagent(AgentxSection(), task.Clock(), MibTree())
+    assert service.subtrees == [mib.DNA_AGENT] and service.agent_oid == mib.DNA_AGENT
 
 
 def test_backoff_doubles_up_to_the_maximum_and_logs_once() -> None:

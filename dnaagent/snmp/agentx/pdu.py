@@ -23,7 +23,7 @@ import enum
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from dnaagent.errors import DnaAgentError
 
@@ -149,8 +149,7 @@ class ResponseError(enum.IntEnum):
     PROCESSING_ERROR = 268
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """The fixed 20-byte header of a PDU, as read from the wire."""
 
     version: int
@@ -763,6 +762,72 @@ def decode_body(data: bytes, offset: int, header: Header) -> Pdu:
     return pdu
 
 
+def scan_ranges(data: bytes, pos: int, end: int, big: bool) -> list[SearchRange] | None:
+    """The SearchRangeList in ``data[pos:end]``, or None if it is not plainly well-formed.
+
+    A quick reader for the requests a master sends most (Get, GetNext);
+    on None the caller decodes with :func:`decode_body`, which names the
+    problem.
+    """
+    e = ">" if big else "<"
+    out = []
+    unpack = struct.unpack_from
+    while pos < end:
+        oids = []
+        include = 0
+        for k in (0, 1):
+            if pos + 4 > end:
+                return None
+            n = data[pos]
+            prefix = data[pos + 1]
+            if k == 0:
+                include = data[pos + 2]
+                if include > 1:
+                    return None
+            elif data[pos + 2] > 1:
+                return None
+            pos += 4
+            if pos + 4 * n > end or n > MAX_SUBIDS - 5:
+                return None
+            sub = unpack(f"{e}{n}I", data, pos) if n else ()
+            pos += 4 * n
+            oids.append((1, 3, 6, 1, prefix, *sub) if prefix else sub)
+        out.append(SearchRange(oids[0], oids[1], bool(include)))
+    return out
+
+
+def encode_varbind(vb: VarBind, big_endian: bool = True) -> bytes:
+    """One encoded VarBind (to cache, or to splice into :func:`encode_response`)."""
+    out = bytearray()
+    _encode_varbind(out, vb, big_endian)
+    return bytes(out)
+
+
+def encode_response(
+    session_id: int,
+    transaction_id: int,
+    packet_id: int,
+    varbinds: bytes,
+    error: int = 0,
+    index: int = 0,
+) -> bytes:
+    """A Response in network byte order around already encoded VarBinds."""
+    return (
+        _HEADER[True].pack(
+            1,
+            PduType.RESPONSE,
+            NETWORK_BYTE_ORDER,
+            0,
+            session_id,
+            transaction_id,
+            packet_id,
+            8 + len(varbinds),
+        )
+        + _RESPONSE_HEAD[True].pack(0, error, index)
+        + varbinds
+    )
+
+
 class Framer:
     """Cuts a byte stream into complete PDUs.
 
@@ -784,6 +849,12 @@ class Framer:
     def feed(self, data: bytes) -> list[tuple[Header, bytes]]:
         """Add ``data``; return each complete PDU as (header, whole PDU bytes)."""
         buf = self._buf
+        if not buf and len(data) >= HEADER_SIZE:
+            # The usual case: one read holds exactly one PDU.
+            header = decode_header(data)
+            length = header.payload_length
+            if length == len(data) - HEADER_SIZE and length <= self.max_payload:
+                return [(header, bytes(data))]
         buf += data
         out = []
         pos = 0

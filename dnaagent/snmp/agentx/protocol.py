@@ -119,6 +119,8 @@ class _SetTransaction:
 
 #: SET transactions remembered at once; a master that never cleans up cannot grow this.
 MAX_TRANSACTIONS = 64
+#: Encoded VarBinds kept for reuse (the cache starts over when full).
+MAX_CACHED = 100_000
 #: Most VarBinds in one GetBulk answer (a GetBulk may be answered with fewer repetitions).
 MAX_BULK_VARBINDS = 5000
 
@@ -148,6 +150,7 @@ class RequestHandler:
         self._subtrees: list[OID] = []
         self.subtrees = list(subtrees)
         self._transactions: OrderedDict[tuple[int, int], _SetTransaction] = OrderedDict()
+        self._cache: dict[OID, tuple[Value, bytes]] = {}
 
     @property
     def subtrees(self) -> list[OID]:
@@ -196,30 +199,38 @@ class RequestHandler:
 
     def next(self, start: OID, end: OID = (), include: bool = False) -> VarBind:
         """The answer to one GetNext search range (RFC 2741 §7.2.3.2)."""
+        found = self.find_next(start, end, include)
+        if found is None:
+            return VarBind(start, VarType.END_OF_MIB_VIEW)
+        oid, value = found
+        return VarBind(oid, _KIND_TO_TYPE[value.kind], value.value)
+
+    def find_next(
+        self, start: OID, end: OID = (), include: bool = False
+    ) -> tuple[OID, Value] | None:
+        """The first registered instance at/after ``start`` and before ``end``, or None."""
         tree = self.tree
         cur = start
         inclusive = include
         while True:
+            found: tuple[OID, Value] | None = None
             if inclusive and self.in_scope(cur):
                 value = tree.get(cur)
                 if value is not None:
-                    found: tuple[OID, Value] | None = (cur, value)
-                else:
-                    found = tree.next(cur)
-            else:
-                found = tree.next(cur)
+                    found = (cur, value)
             if found is None:
-                break
-            oid, value = found
+                found = tree.next(cur)
+                if found is None:
+                    return None
+            oid = found[0]
             if end and oid >= end:
-                break
+                return None
             if self.in_scope(oid):
-                return VarBind(oid, _KIND_TO_TYPE[value.kind], value.value)
+                return found
             jump = self._next_scope_start(oid)
             if jump is None:
-                break
+                return None
             cur, inclusive = jump, True
-        return VarBind(start, VarType.END_OF_MIB_VIEW)
 
     def bulk(
         self, ranges: Sequence[SearchRange], non_repeaters: int, max_repetitions: int
@@ -250,6 +261,50 @@ class RequestHandler:
             if done:
                 break
         return out
+
+    # -- encoded answers (the common requests, without building PDU objects) --
+
+    def _encoded(self, oid: OID, value: Value) -> bytes:
+        """The encoded VarBind of an instance, cached while its Value object is unchanged."""
+        cached = self._cache.get(oid)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        encoded = P.encode_varbind(VarBind(oid, _KIND_TO_TYPE[value.kind], value.value))
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        self._cache[oid] = (value, encoded)
+        return encoded
+
+    def answer_encoded(self, header: P.Header, raw: bytes) -> bytes | None:
+        """The encoded Response to a Get or GetNext in ``raw``, or None to decode it fully.
+
+        Only requests in the default context are answered here; anything
+        not plainly well-formed goes to the full decoder, which reports it.
+        """
+        ranges = P.scan_ranges(raw, P.HEADER_SIZE, len(raw), header.big_endian)
+        if ranges is None:
+            return None
+        self.counters.requests += 1
+        tree = self.tree
+        parts: list[bytes] = []
+        if header.type == P.PduType.GET:
+            for r in ranges:
+                oid = r.start
+                value = tree.get(oid) if self.in_scope(oid) else None
+                if value is not None:
+                    parts.append(self._encoded(oid, value))
+                else:
+                    parts.append(P.encode_varbind(self.get(oid)))
+        else:
+            for r in ranges:
+                found = self.find_next(r.start, r.end, r.include)
+                if found is None:
+                    parts.append(P.encode_varbind(VarBind(r.start, VarType.END_OF_MIB_VIEW)))
+                else:
+                    parts.append(self._encoded(*found))
+        return P.encode_response(
+            header.session_id, header.transaction_id, header.packet_id, b"".join(parts)
+        )
 
     # -- dispatch ----------------------------------------------------------
 
@@ -419,12 +474,17 @@ class AgentxProtocol(Protocol):
         self._closing = False
         self._pinger: LoopingCall | None = None
         self._warnings = 0
+        self._eager = False
 
     # -- connection --------------------------------------------------------
 
     def connectionMade(self) -> None:
         """Open the session, then register every subtree."""
         self._connected = True
+        self._eager = all(
+            hasattr(self.transport, name)
+            for name in ("socket", "_tempDataLen", "dataBuffer", "offset", "connected")
+        )
         self.counters.connections += 1
         d = self._request(
             P.OpenPdu(
@@ -533,6 +593,21 @@ class AgentxProtocol(Protocol):
         for header, raw in frames:
             if self._broken:
                 return
+            if (
+                (header.type == P.PduType.GET or header.type == P.PduType.GETNEXT)
+                and header.session_id == self.session_id
+                and not header.flags & P.NON_DEFAULT_CONTEXT
+                and self.handler.context is None
+            ):
+                try:
+                    answer = self.handler.answer_encoded(header, raw)
+                except Exception:
+                    self.counters.handler_errors += 1
+                    self.log.failure("AgentX {pdu_type} not answered", pdu_type=header.type)
+                    answer = None
+                if answer is not None:
+                    self._write(answer)
+                    continue
             try:
                 request = P.decode_body(raw, P.HEADER_SIZE, header)
             except P.AgentxParseError as e:
@@ -624,7 +699,39 @@ class AgentxProtocol(Protocol):
 
     def _send(self, message: P.Pdu) -> None:
         if self.transport is not None and self._connected:
-            self.transport.write(P.encode(message))
+            self._write(P.encode(message))
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, straight to the socket when nothing is waiting before it.
+
+        The master waits for each answer before it sends the next request,
+        so the latency of one answer bounds the request rate. Twisted's
+        transports write on the next turn of the reactor; when their buffer
+        is empty, sending at once saves that turn. Whatever the socket does
+        not take goes through ``transport.write`` as usual, which also
+        reports errors.
+        """
+        t: Any = self.transport
+        if self._eager:
+            try:
+                idle = (
+                    not t._tempDataLen
+                    and t.offset == len(t.dataBuffer)
+                    and t.connected
+                    and not t.disconnecting
+                )
+            except AttributeError:
+                self._eager = False
+                idle = False
+            if idle:
+                try:
+                    sent = t.socket.send(data)
+                except OSError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        t.write(data)
 
     def _request(self, message: P.Pdu, what: str) -> defer.Deferred[P.ResponsePdu]:
         """Send a request of the subagent; the Deferred fires with the master's Response."""

@@ -25,6 +25,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dnaagent.snmp import mib
 from dnaagent.snmp.agentx import pdu as P
 from dnaagent.snmp.agentx.protocol import (
     AgentxNotConnectedError,
@@ -55,8 +56,9 @@ def master_endpoint(reactor: Any, address: MasterAddress, timeout: float) -> ISt
 class AgentxSubagent(Service):
     """Serve ``tree`` (and SETs through ``writables``) as a subagent of an AgentX master.
 
-    ``default_subtree`` is registered when the section names no subtree; it
-    also identifies the subagent in the Open PDU. ``endpoint`` replaces the
+    ``default_subtree`` (DNA-AGENT-MIB's root unless given) is registered when
+    the section names no subtree; it also identifies the subagent in the
+    Open PDU. ``endpoint`` replaces the
     one built from ``section.master`` (tests).
     """
 
@@ -75,9 +77,9 @@ class AgentxSubagent(Service):
         self.section = section
         self.reactor = reactor
         self.address = section.master_address()
-        if not section.subtrees and default_subtree is None:
-            raise ValueError("no subtree to register: configure agentx.subtrees")
-        self.subtrees = section.subtree_oids(default_subtree or ())
+        if default_subtree is None:
+            default_subtree = mib.DNA_AGENT
+        self.subtrees = section.subtree_oids(default_subtree)
         self.counters = Counters()
         self.handler = RequestHandler(
             tree,
@@ -87,7 +89,7 @@ class AgentxSubagent(Service):
             counters=self.counters,
         )
         self.endpoint = endpoint or master_endpoint(reactor, self.address, section.request_timeout)
-        self.agent_oid = default_subtree or self.subtrees[0]
+        self.agent_oid = default_subtree
         self.state = STOPPED
         self.protocol: AgentxProtocol | None = None
         self.failures = 0

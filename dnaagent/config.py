@@ -23,8 +23,9 @@ from typing import Any
 from dnaagent import schema
 from dnaagent.errors import ConfigError
 from dnaagent.overlay.section import OverlaySection
-from dnaagent.snmp.settings import SnmpSection
 from dnaagent.schema import Check, key
+from dnaagent.snmp.notify.settings import NotifySection
+from dnaagent.snmp.settings import SnmpSection
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
 DEFAULT_STATE_DIR = "/var/lib/dnaagent"
@@ -138,6 +139,7 @@ class Config:
     triggers: TriggersSection = field(default_factory=TriggersSection)
     overlay: OverlaySection = field(default_factory=OverlaySection)
     snmp: SnmpSection = field(default_factory=SnmpSection)
+    notifications: NotifySection = field(default_factory=NotifySection)
     local: LocalSection = field(default_factory=LocalSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ from dnaagent.mediator.triggers import StatusChange, Threshold, Triggers
 from dnaagent.modules.registry import load_modules
 from dnaagent.overlay.node import OverlayNode
 from dnaagent.overlay.service import OverlayService
+from dnaagent.snmp.notify.service import NotificationService
 from dnaagent.snmp.service import SnmpService
 
 
@@ -66,6 +67,7 @@ class AgentService(MultiService):
         self.overlay_service: OverlayService | None = None
         self.overlay: OverlayNode | None = None
         self.snmp: SnmpService | None = None
+        self.notifications: NotificationService | None = None
 
     def prepare(self) -> None:
         """Open state, load modules and bind the control port.
@@ -115,6 +117,17 @@ class AgentService(MultiService):
             self.snmp = SnmpService(self, self.config.snmp)
             self.snmp.prepare()
             self.snmp.setServiceParent(self)
+        engine_id = self.config.snmp.engine_id.lower().removeprefix("0x")
+        # Created after SnmpService.prepare(): both read the engine ID it keeps.
+        self.notifications = NotificationService(
+            self.config.notifications,
+            self.reactor,
+            self.triggers,
+            self.state_dir,
+            uptime=lambda: time.time() - (self.started_at or time.time()),
+            engine_id=bytes.fromhex(engine_id) if engine_id else None,
+        )
+        self.notifications.setServiceParent(self)
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
         if self.config.control.enabled:
@@ -218,6 +231,7 @@ class AgentService(MultiService):
             "latest": summary,
             "failing": [f"{r.module}.{r.test}" for r in latest if r.status.value == "error"],
             "results_stored": self.store.count() if self.store else 0,
+            "notifications": self.notifications.status() if self.notifications else None,
             "overlay": self.overlay_service.status()
             if self.overlay_service
             else {"enabled": False},

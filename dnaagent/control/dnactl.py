@@ -260,6 +260,16 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         )
     else:
         print("  overlay          off")
+    nt = st.get("notifications")
+    if nt is not None:
+        if not nt["targets"]:
+            print("  notifications    none sent ([notifications] trap_sinks / inform_targets)")
+        else:
+            dropped = sum(t.get("dropped", 0) for t in nt["targets"])
+            print(
+                f"  notifications    {len(nt['targets'])} targets, {nt['pending']} pending, "
+                f"{dropped} dropped"
+            )
     print(f"  runs             {st['runs_completed']} completed, {len(st['active_runs'])} running")
     print(f"  stored results   {st['results_stored']}, events fired {st['events_fired']}")
     return EXIT_OK

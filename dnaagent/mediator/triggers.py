@@ -144,7 +144,12 @@ class Threshold:
             current,
             previous.status if previous else None,
             f"{self.module}.{self.test}: {self.detail} = {value} {self.comparison} {self.limit:g}",
-            {"detail": self.detail, "value": value, "limit": self.limit},
+            {
+                "detail": self.detail,
+                "value": value,
+                "comparison": self.comparison,
+                "limit": self.limit,
+            },
         )
 
 

@@ -106,3 +106,70 @@ def test_twistd_agent_reports_its_overlay_node(agent) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().strip('"') == node_id, log.read_text()
+
+
+@pytest.mark.skipif(shutil.which("snmptrapd") is None, reason="snmptrapd is not installed")
+def test_twistd_agent_sends_informs_from_trigger_events(tmp_path) -> None:
+    """A threshold event of a real run becomes an inform that snmptrapd logs by name.
+
+    Only PingLocalHost runs (it pings 127.0.0.1 and ::1); its threshold of
+    rtt_ms_max > 0 always fires, so the whole chain Mediator -> triggers ->
+    persisted queue -> pysnmp -> snmptrapd is exercised on loopback.
+    """
+    trap_port = free_port(socket.SOCK_DGRAM)
+    (tmp_path / "trapd.conf").write_text("authCommunity log public\n")
+    traps = tmp_path / "traps.log"
+    trapd = subprocess.Popen(
+        [
+            "snmptrapd", "-f", "-Lf", str(traps), "-C", "-c", str(tmp_path / "trapd.conf"),
+            "-M", str(ROOT / "mibs"), "-m", "ALL", f"127.0.0.1:{trap_port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    state = tmp_path / "state"
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        agent = subprocess.Popen(
+            [
+                str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
+                "--state-dir", str(state), "--control-port", "0",
+                "--snmp-port", str(free_port(socket.SOCK_DGRAM)),
+                "--overlay-port", str(free_port(socket.SOCK_DGRAM)),
+                "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
+                "--notifications-inform-targets", f"v2c:public@127.0.0.1:{trap_port}",
+                "--triggers-thresholds", "local.PingLocalHost.rtt_ms_max > 0",
+            ],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "control.json").exists():
+            assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        run = subprocess.run(
+            [str(BIN / "dnactl"), "--state-dir", str(state), "run", "local",
+             "--tests", "PingLocalHost", "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        deadline = time.monotonic() + 30
+        while "dnaThresholdCrossed" not in (traps.read_text() if traps.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = traps.read_text()
+        assert "DNA-AGENT-MIB::dnaNotifyTest.0 = STRING: local.PingLocalHost" in text
+        assert "dnaNotifyThresholdDetail.0 = STRING: rtt_ms_max" in text
+        status = subprocess.run(
+            [str(BIN / "dnactl"), "--state-dir", str(state), "status", "--json"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        target = json.loads(status.stdout)["notifications"]["targets"][0]
+        assert target["acked"] == 1 and target["pending"] == 0
+    finally:
+        for proc in (agent, trapd):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

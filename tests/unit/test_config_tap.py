@@ -125,6 +125,12 @@ SAMPLES = {
     "snmp-users": ("ops:SHA-256:authpass1:AES:privpass1", ["ops:SHA-256:authpass1:AES:privpass1"]),
     "snmp-engine-id": ("8000dead01", "8000dead01"),
     "snmp-listen": ("::1", ["::1"]),
+    "notifications-trap-sinks": ("v2c:public@192.0.2.5", ["v2c:public@192.0.2.5"]),
+    "notifications-inform-targets": (
+        "v2c:public@[2001:db8::5]:1162",
+        ["v2c:public@[2001:db8::5]:1162"],
+    ),
+    "notifications-events": ("test-failed", ["test-failed"]),
 }
 
 

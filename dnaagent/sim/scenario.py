@@ -43,7 +43,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from twisted.internet.interfaces import IReactorTime, IUDPTransport
 
 from dnaagent.overlay.identity import Identity
 from dnaagent.overlay.node import OverlayNode
@@ -248,12 +250,12 @@ class Scenario:
         identity = Identity.unsigned(self.rng_ids)
         node = OverlayNode(
             identity,
-            self.clock,
+            cast(IReactorTime, self.clock),
             config=self.overlay_config,
             rng=random.Random(self.rng_nodes.getrandbits(64)),
         )
         transport = self.network.attach(node)
-        node.makeConnection(transport)
+        node.makeConnection(cast(IUDPTransport, transport))
         peer = Peer(node, transport, int.from_bytes(identity.node_id, "big"))
         self.peers.append(peer)
         self._live_index[id(peer)] = len(self.live)
@@ -384,7 +386,9 @@ class Scenario:
         rec = _LookupRecord(origin, target, is_node, target_peer, self.clock.seconds())
         self.records.append(rec)
         d = origin.node.lookup(target.to_bytes(20, "big"))
-        d.addCallbacks(self._lookup_done, self._lookup_failed, (rec,), None, (rec,), None)
+        d.addCallbacks(
+            self._lookup_done, self._lookup_failed, callbackArgs=(rec,), errbackArgs=(rec,)
+        )
 
     def _lookup_done(self, contacts: list[Any], rec: _LookupRecord) -> None:
         rec.end = self.clock.seconds()

@@ -425,7 +425,11 @@ def bulkwalk_times(port: int, walks: int, max_rep: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         if out.returncode != 0:
             raise RuntimeError(f"snmpbulkwalk failed: {out.stderr.strip()}")
-        varbinds = sum(1 for line in out.stdout.splitlines() if line.startswith(".1."))
+        varbinds = sum(
+            1
+            for line in out.stdout.splitlines()
+            if line.startswith(".1.") and "No more variables" not in line
+        )
         if n:  # the first walk warms caches up
             times.append(elapsed * 1000)
     return {
@@ -603,18 +607,23 @@ def main(argv: list[str] | None = None) -> None:
             os.sched_setaffinity(0, CLIENT_CPUS)
     if shutil.which("snmpd") is None or shutil.which("snmpbulkwalk") is None:
         sys.exit("needs Net-SNMP: apt install snmpd snmp")
+    load_before = os.getloadavg()[0]
     results = run(args)
     r = ratios(results)
+    load = {"loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
     if args.json:
-        dump_json({"results": results, "ratios": r, "goals": GOALS, "csv": str(args.csv)})
+        dump_json({"results": results, "ratios": r, "goals": GOALS, **load, "csv": str(args.csv)})
     else:
         print_table(results, r)
-        print(f"\nCSV: {args.csv}")
+        print(
+            f"\nload average (1 min) {load['loadavg_1min_before']:.2f} before, "
+            f"{load['loadavg_1min_after']:.2f} after; CSV: {args.csv}"
+        )
 
 
 if __name__ == "__main__":

@@ -447,9 +447,10 @@ def measure(name: str, port: int, procs: list[Proc], args: argparse.Namespace) -
     """GET rate (with the servers' CPU time) and bulkwalk time of one agent."""
     oids = instance_oids(args.rows)
     print(f"[{name}] GET x {args.gets} ...", file=sys.stderr, flush=True)
-    cpu0 = sum(p.cpu_seconds() for p in procs)
+    cpu0 = [p.cpu_seconds() for p in procs]
     rate = get_rate(port, oids, args.gets, args.window, args.duration)
-    cpu = sum(p.cpu_seconds() for p in procs) - cpu0
+    cpus = [p.cpu_seconds() - c for p, c in zip(procs, cpu0, strict=True)]
+    cpu = sum(cpus)
     print(f"[{name}] bulkwalk x {args.walks} ...", file=sys.stderr, flush=True)
     walk = bulkwalk_times(port, args.walks, args.max_repetitions)
     answers = rate["answers"] or 1
@@ -458,6 +459,8 @@ def measure(name: str, port: int, procs: list[Proc], args: argparse.Namespace) -
         "instances": len(oids),
         **rate,
         "server_cpu_ms_per_1k_gets": 1000 * 1000 * cpu / answers,
+        # the last process is dnaagent's (embedded agent or subagent); 0 for snmpd alone
+        "dnaagent_cpu_ms_per_1k_gets": 1000 * 1000 * cpus[-1] / answers if name != "snmpd" else 0,
         **walk,
     }
 

@@ -235,6 +235,7 @@ class OverlayNode(DatagramProtocol):
         self._bans: dict[Any, float] = {}
         self._departed: dict[bytes, float] = {}
         self._transports: dict[str, Any] = {}
+        self._single: Any = None  # the transport when there is exactly one
         self._timers: dict[str, Any] = {}
         self._running = False
         self._left = False
@@ -279,6 +280,7 @@ class OverlayNode(DatagramProtocol):
 
     def _attach(self, transport: Any) -> None:
         self._transports[_family(transport)] = transport
+        self._single = transport if len(self._transports) == 1 else None
         if not self._running and not self._left:
             self._running = True
             self._start_jobs()
@@ -287,13 +289,15 @@ class OverlayNode(DatagramProtocol):
         for fam, t in list(self._transports.items()):
             if t is transport:
                 del self._transports[fam]
+        ts = self._transports
+        self._single = next(iter(ts.values())) if len(ts) == 1 else None
         if not self._transports:
             self._stop()
 
     def _transport_for(self, address: Address) -> Any:
+        if self._single is not None:
+            return self._single
         ts = self._transports
-        if len(ts) == 1:
-            return next(iter(ts.values()))
         t = ts.get("v6" if ":" in address[0] else "v4")
         return t if t is not None else ts.get("any")
 

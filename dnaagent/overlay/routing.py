@@ -72,6 +72,8 @@ class RoutingTable:
         self._created = now
         self.buckets: list[KBucket | None] = [None] * ID_BITS
         self._index: dict[bytes, Contact] = {}
+        #: No bucket below this index holds a contact (speeds up closest()).
+        self._lowest = ID_BITS
 
     # ------------------------------------------------------------- queries
 
@@ -117,36 +119,47 @@ class RoutingTable:
         (enough for a NODES answer, whose receiver sorts anyway).
         """
         out: list[Contact] = []
+        if n <= 0:
+            return out
         i = (self.own_key ^ target).bit_length() - 1
         buckets = self.buckets
-
-        def take(group: list[Contact]) -> bool:
-            if exclude is not None:
-                group = [c for c in group if c.node_id != exclude]
-            need = n - len(out)
-            if len(group) <= need and not ordered:
-                out.extend(group)
-                return len(out) >= n
-            group.sort(key=lambda c: c.key ^ target)
-            out.extend(group[:need])
-            return len(out) >= n
-
+        lo = self._lowest
+        groups: list[list[Contact]] = []
         if i >= 0:
             b = buckets[i]
-            if b is not None and b.contacts and take(list(b.contacts.values())):
-                return out
-        nearer: list[Contact] = []
-        for j in range(i):
-            b = buckets[j]
             if b is not None and b.contacts:
-                nearer.extend(b.contacts.values())
-        if nearer and take(nearer):
-            return out
-        for j in range(i + 1, ID_BITS):
-            b = buckets[j]
-            if b is not None and b.contacts and take(list(b.contacts.values())):
+                groups.append(list(b.contacts.values()))
+        if lo < i:
+            nearer: list[Contact] = []
+            for j in range(lo, i):
+                b = buckets[j]
+                if b is not None and b.contacts:
+                    nearer.extend(b.contacts.values())
+            if nearer:
+                groups.append(nearer)
+        j = max(i + 1, lo)
+        while True:
+            for group in groups:
+                if exclude is not None:
+                    group = [c for c in group if c.node_id != exclude]
+                need = n - len(out)
+                if len(group) > need:
+                    decorated = sorted([(c.key ^ target, c) for c in group])
+                    out.extend([c for _, c in decorated[:need]])
+                    return out
+                if ordered and len(group) > 1:
+                    group = [c for _, c in sorted([(c.key ^ target, c) for c in group])]
+                out.extend(group)
+                if len(out) >= n:
+                    return out
+            groups = []
+            while j < ID_BITS and not groups:
+                b = buckets[j]
+                j += 1
+                if b is not None and b.contacts:
+                    groups.append(list(b.contacts.values()))
+            if not groups:
                 return out
-        return out
 
     def stale_buckets(self, now: float, interval: float) -> list[int]:
         """Return the indexes of buckets not touched for ``interval`` seconds.
@@ -210,6 +223,9 @@ class RoutingTable:
         if len(b.contacts) < self.k:
             b.contacts[node_id] = c
             self._index[node_id] = c
+            index = (self.own_key ^ c.key).bit_length() - 1
+            if index < self._lowest:
+                self._lowest = index
             b.replacements.pop(node_id, None)
             return None
         old = b.replacements.pop(node_id, None)
@@ -267,6 +283,10 @@ class RoutingTable:
     def _evict(self, b: KBucket, c: Contact) -> None:
         del b.contacts[c.node_id]
         del self._index[c.node_id]
+        if not b.contacts and not b.replacements:
+            self._lowest = next(
+                (i for i, x in enumerate(self.buckets) if x is not None and x.contacts), ID_BITS
+            )
         if b.checking == c.node_id:
             b.checking = None
         if b.replacements:

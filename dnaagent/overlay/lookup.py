@@ -76,7 +76,7 @@ class Candidate:
     def address(self) -> Address:
         """The candidate's ``(host, port)``."""
         host = self.host
-        if type(host) is bytes:
+        if isinstance(host, bytes):
             host = self.host = unpack_host(host)
         return (host, self.port)
 

@@ -51,10 +51,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -122,6 +122,20 @@ _DEPARTED_SECONDS = 30.0
 _ENVELOPE_ROOM = 200
 
 Handler = Callable[[Any, Peer], Any]
+
+
+class Clock(Protocol):
+    """What the node needs of its clock: ``IReactorTime``'s two methods."""
+
+    def seconds(self) -> float:
+        """Return the current time in seconds."""
+        ...
+
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any) -> IDelayedCall:  # noqa: N802
+        """Call ``callable(*args)`` after ``delay`` seconds."""
+        ...
+
+
 Target = bytes | Address
 
 
@@ -195,7 +209,7 @@ class OverlayNode(DatagramProtocol):
     def __init__(
         self,
         identity: Identity,
-        clock: IReactorTime,
+        clock: Clock,
         *,
         role: str | None = None,
         config: OverlayConfig | None = None,
@@ -786,7 +800,9 @@ class OverlayNode(DatagramProtocol):
 
             return d.addCallbacks(lambda _: True, retry)
 
-        pinged = DeferredList([ping_seed(tuple(s), attempts) for s in seeds], consumeErrors=True)
+        pinged = DeferredList(
+            [ping_seed((s[0], int(s[1])), attempts) for s in seeds], consumeErrors=True
+        )
 
         def after_pings(_: object) -> Deferred[int] | int:
             if not len(self.routing_table):
@@ -934,8 +950,8 @@ class OverlayNode(DatagramProtocol):
                         STORE,
                         [key, value, max(1, int(ttl))],
                         cand.node_id,
-                        lambda msg, rtt, d=d: d.callback(msg.type == STORED),
-                        lambda err, d=d: d.callback(False),
+                        _stored_callback(d),
+                        _failed_false(d),
                     )
                     if sent:
                         stores.append(d)
@@ -1154,3 +1170,21 @@ def _ignore_reply(msg: Message, rtt: float) -> None:
 
 def _ignore_failure(err: Exception) -> None:
     """Failure callback for fire-and-forget requests."""
+
+
+def _stored_callback(d: Deferred[bool]) -> Callable[[Message, float], None]:
+    """Reply callback of a STORE: fire ``d`` with whether it was stored."""
+
+    def on_reply(msg: Message, rtt: float) -> None:
+        d.callback(msg.type == STORED)
+
+    return on_reply
+
+
+def _failed_false(d: Deferred[bool]) -> Callable[[Exception], None]:
+    """Failure callback that fires ``d`` with ``False``."""
+
+    def on_fail(err: Exception) -> None:
+        d.callback(False)
+
+    return on_fail

@@ -659,7 +659,7 @@ _NO_VALUE = frozenset(
 )
 
 
-def decode_header(data: bytes, offset: int = 0) -> Header:
+def decode_header(data: bytes | bytearray, offset: int = 0) -> Header:
     """Read and check the fixed header at ``offset`` (at least 20 bytes must be there)."""
     if len(data) - offset < HEADER_SIZE:
         raise AgentxParseError("truncated AgentX header")

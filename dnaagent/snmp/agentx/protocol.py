@@ -471,7 +471,6 @@ class AgentxProtocol(Protocol):
         self._next_packet = 0
         self._broken = False
         self._connected = False
-        self._closing = False
         self._pinger: LoopingCall | None = None
         self._warnings = 0
         self._eager = False
@@ -813,12 +812,14 @@ class AgentxProtocol(Protocol):
         if self.session_id is None:
             self._drop()
             return done
-        self._closing = True
         if self._pinger is not None and self._pinger.running:
             self._pinger.stop()
-        d = self._request(P.ClosePdu(reason=reason), "Close")
-        d.addErrback(lambda _: None)
-        d.addBoth(lambda _: self.transport.loseConnection() if self.transport else None)
+
+        def hang_up(_: object) -> None:
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+        self._request(P.ClosePdu(reason=reason), "Close").addBoth(hang_up)
         return done
 
     @property

@@ -118,6 +118,7 @@ NODE_DROP_REASONS = ("banned", "unexpected_reply", "self", "not_running", "not_s
 
 #: How long a peer that said LEAVE is kept out of the routing table (seconds).
 _DEPARTED_SECONDS = 30.0
+_DEPARTED_MAX = 10_000
 #: Room left in a datagram for the envelope around a body.
 _ENVELOPE_ROOM = 200
 
@@ -499,7 +500,8 @@ class OverlayNode(DatagramProtocol):
                 self.routing_table.remove(msg.sender_id)
                 # Datagrams it sent before LEAVE may still arrive: do not let
                 # them put it back.
-                self._departed[msg.sender_id] = self._clock.seconds() + _DEPARTED_SECONDS
+                if len(self._departed) < _DEPARTED_MAX:
+                    self._departed[msg.sender_id] = self._clock.seconds() + _DEPARTED_SECONDS
             elif mtype == ANNOUNCE:
                 self._on_announce(msg, addr)
         except Exception:

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from dnaagent.overlay.contact import Address
 from dnaagent.overlay.node import OverlayNode
+from dnaagent.wire import MAX_DATAGRAM
 
 log = Logger()
 
@@ -76,7 +77,10 @@ def listen_udp(
         protocol = node if first else node.endpoint()
         first = False
         try:
-            ports.append(reactor.adoptDatagramPort(sock.fileno(), family, protocol))
+            # Read one byte more than the largest valid datagram: a larger one is then
+            # dropped as too_large instead of being cut to MAX_DATAGRAM bytes.
+            size = MAX_DATAGRAM + 1
+            ports.append(reactor.adoptDatagramPort(sock.fileno(), family, protocol, size))
         finally:
             sock.close()  # the reactor holds its own duplicate
     if not ports:

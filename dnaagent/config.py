@@ -24,6 +24,7 @@ from dnaagent import schema
 from dnaagent.errors import ConfigError
 from dnaagent.overlay.section import OverlaySection
 from dnaagent.schema import Check, key
+from dnaagent.snmp.agentx.settings import AgentxSection
 from dnaagent.snmp.notify.settings import NotifySection
 from dnaagent.snmp.settings import SnmpSection
 
@@ -140,6 +141,7 @@ class Config:
     overlay: OverlaySection = field(default_factory=OverlaySection)
     snmp: SnmpSection = field(default_factory=SnmpSection)
     notifications: NotifySection = field(default_factory=NotifySection)
+    agentx: AgentxSection = field(default_factory=AgentxSection)
     local: LocalSection = field(default_factory=LocalSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ from dnaagent.mediator.triggers import StatusChange, Threshold, Triggers
 from dnaagent.modules.registry import load_modules
 from dnaagent.overlay.node import OverlayNode
 from dnaagent.overlay.service import OverlayService
+from dnaagent.snmp.agentx.subagent import AgentxSubagent
 from dnaagent.snmp.notify.service import NotificationService
 from dnaagent.snmp.service import SnmpService
 
@@ -68,6 +69,7 @@ class AgentService(MultiService):
         self.overlay: OverlayNode | None = None
         self.snmp: SnmpService | None = None
         self.notifications: NotificationService | None = None
+        self.agentx: AgentxSubagent | None = None
 
     def prepare(self) -> None:
         """Open state, load modules and bind the control port.
@@ -113,10 +115,18 @@ class AgentService(MultiService):
             self.overlay_service.prepare()
             self.overlay_service.setServiceParent(self)
             self.overlay = self.overlay_service.node
-        if self.config.snmp.enabled:
+        if self.config.snmp.enabled or self.config.agentx.enabled:
+            # One MIB tree and write registry, served by the embedded agent
+            # and/or the AgentX subagent.
             self.snmp = SnmpService(self, self.config.snmp)
             self.snmp.prepare()
             self.snmp.setServiceParent(self)
+        if self.config.agentx.enabled:
+            assert self.snmp is not None
+            self.agentx = AgentxSubagent(
+                self.config.agentx, self.reactor, self.snmp.tree, self.snmp.writables
+            )
+            self.agentx.setServiceParent(self)
         engine_id = self.config.snmp.engine_id.lower().removeprefix("0x")
         # Created after SnmpService.prepare(): both read the engine ID it keeps.
         self.notifications = NotificationService(

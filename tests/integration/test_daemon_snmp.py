@@ -173,3 +173,60 @@ def test_twistd_agent_sends_informs_from_trigger_events(tmp_path) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("snmpd") is None, reason="snmpd is not installed")
+def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path) -> None:
+    """With the embedded agent off, snmpd serves the agent's MIB through AgentX."""
+    snmpd_port = free_port(socket.SOCK_DGRAM)
+    sock = tmp_path / "agentx.sock"
+    conf = tmp_path / "snmpd.conf"
+    conf.write_text(
+        f"master agentx\nagentXSocket unix:{sock}\n"
+        f"agentaddress udp:127.0.0.1:{snmpd_port}\nrocommunity public 127.0.0.1\n"
+    )
+    snmpd = subprocess.Popen(
+        ["snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-p", str(tmp_path / "snmpd.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        agent = subprocess.Popen(
+            [
+                str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
+                "--state-dir", str(tmp_path / "state"), "--control-port", "0",
+                "--snmp-enabled", "false",
+                "--agentx-enabled", "true", "--agentx-master", f"unix:{sock}",
+                "--overlay-port", str(free_port(socket.SOCK_DGRAM)),
+                "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
+            ],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 45
+        while True:
+            done = subprocess.run(
+                [
+                    "snmpget", "-v2c", "-c", "public", "-r", "1", "-t", "1",
+                    "-M", str(ROOT / "mibs"), "-m", "DNA-AGENT-MIB",
+                    f"127.0.0.1:{snmpd_port}", "DNA-AGENT-MIB::dnaVersion.0",
+                ],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if "STRING" in done.stdout:
+                break
+            assert agent.poll() is None and snmpd.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, done.stdout + done.stderr + log.read_text()
+            time.sleep(0.5)
+        from dnaagent import __version__
+
+        assert f"dnaVersion.0 = STRING: {__version__}" in done.stdout
+        assert "AgentX session" in log.read_text()
+    finally:
+        for proc in (agent, snmpd):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

@@ -131,6 +131,8 @@ SAMPLES = {
         ["v2c:public@[2001:db8::5]:1162"],
     ),
     "notifications-events": ("test-failed", ["test-failed"]),
+    "agentx-master": ("tcp:127.0.0.1:7050", "tcp:127.0.0.1:7050"),
+    "agentx-subtrees": ("1.3.6.1.3.4001.2", ["1.3.6.1.3.4001.2"]),
 }
 
 

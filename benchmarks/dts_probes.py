@@ -48,7 +48,6 @@ from dnaagent.dts.simprober import (
     load_zoo,
 )
 from dnaagent.dts.simulate import new_clock, simulate_campaign
-from dnaagent.dts.stopsets import GlobalStopSet
 
 CHUNK_SIZE = 64
 ZOO = {"Kdl": 4, "Cogentco": 8}

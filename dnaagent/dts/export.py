@@ -30,6 +30,9 @@ from dnaagent.dts.doubletree import DoubletreeTrace, Reply
 #: Size in bytes of the simulated/UDP probe packets reported in exports.
 DEFAULT_PROBE_SIZE = 48
 
+#: Probe firmware declared in Atlas exports (the current traceroute result format).
+ATLAS_FIRMWARE = 5080
+
 CSV_FIELDS = (
     "campaign",
     "chunk",
@@ -189,7 +192,7 @@ def to_atlas(
         "proto": proto,
         "paris_id": paris_id,
         "size": size,
-        "fw": 0,
+        "fw": ATLAS_FIRMWARE,
         "result": result,
         "dts": {
             "campaign": record.campaign,

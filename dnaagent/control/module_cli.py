@@ -1,0 +1,125 @@
+"""``dnactl module keygen|sign|verify|install``: publishing and trusting test modules.
+
+These commands work on files only (no running agent is needed):
+
+* ``keygen KEYFILE``: a new Ed25519 key pair (``KEYFILE`` 0600 and ``KEYFILE.pub``);
+* ``sign --key KEYFILE --name N --version V DIR -o PKG``: package and sign the
+  Python files of ``DIR``;
+* ``verify PKG [--trust-dir D]``: check a package against a trust store;
+* ``install PKG [--state-dir S]``: verify and keep it where the agent loads
+  modules from (``S/modules``), trusting the keys of ``S/trusted_keys``;
+* ``trust PUBFILE [--state-dir S]``: add a publisher's public key.
+
+:func:`add_module_parser` adds them to dnactl's parser and
+:func:`cmd_module` runs them; both are plain functions so that dnactl hooks
+them in with two lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+from dnaagent.trust.keys import (
+    KeyError_,
+    generate_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+)
+from dnaagent.trust.loader import ModuleStore
+from dnaagent.trust.package import MAX_PACKAGE, PackageError, build_package, collect_sources
+from dnaagent.trust.store import TrustStore, UntrustedPackage
+
+DEFAULT_STATE_DIR = "/var/lib/dnaagent"
+TRUST_DIR = "trusted_keys"
+MODULES_DIR = "modules"
+
+
+def add_module_parser(sub: argparse._SubParsersAction, parents: list | None = None) -> None:  # type: ignore[type-arg]
+    """Add ``module`` and its actions to dnactl's subcommands."""
+    p = sub.add_parser(
+        "module", parents=parents or [], help="sign, verify, install and trust test modules"
+    )
+    actions = p.add_subparsers(dest="module_command", metavar="ACTION", required=True)
+    q = actions.add_parser("keygen", help="create an Ed25519 signing key pair")
+    q.add_argument("key", help="private key file to create (the public key goes to KEY.pub)")
+    q = actions.add_parser("sign", help="package and sign the Python files of a directory")
+    q.add_argument("directory")
+    q.add_argument("--key", required=True, help="private key file")
+    q.add_argument("--name", required=True, help="module name ([a-z][a-z0-9_]*)")
+    q.add_argument("--version", dest="module_version", required=True, help="module version")
+    q.add_argument("-o", "--output", required=True, help="package file to write")
+    q = actions.add_parser("verify", help="check a package's files and signature")
+    q.add_argument("package")
+    q.add_argument("--trust-dir", help="directory of trusted keys (default STATE/trusted_keys)")
+    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    q = actions.add_parser("install", help="verify a package and keep it for the agent")
+    q.add_argument("package")
+    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    q = actions.add_parser("trust", help="trust a publisher's public key")
+    q.add_argument("public_key")
+    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(MAX_PACKAGE + 1)
+
+
+def cmd_module(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run one ``dnactl module`` action; returns the exit status (0 ok, 1 rejected, 2 usage)."""
+    action = args.module_command
+    try:
+        if action == "keygen":
+            key = generate_key(args.key)
+            print(
+                f"key {key_id(key.public_key())}: private {args.key}, public {args.key}.pub",
+                file=out,
+            )
+            return 0
+        if action == "sign":
+            key = load_private_key(args.key)
+            files = collect_sources(args.directory)
+            if not files:
+                print(f"dnactl: no .py files in {args.directory}", file=err)
+                return 2
+            data = build_package(args.name, args.module_version, files, key)
+            with open(args.output, "wb") as f:
+                f.write(data)
+            print(
+                f"signed {args.name} {args.module_version}: {len(files)} file(s) -> {args.output}",
+                file=out,
+            )
+            return 0
+        state = os.path.abspath(args.state_dir)
+        trust = TrustStore(getattr(args, "trust_dir", None) or os.path.join(state, TRUST_DIR))
+        if action == "trust":
+            kid = trust.trust(load_public_key(args.public_key))
+            print(f"trusted key {kid} in {trust.directory}", file=out)
+            return 0
+        data = _read(args.package)
+        if action == "verify":
+            package = trust.verify(data)
+            m = package.manifest
+            print(
+                f"ok: {m.name} {m.version}, {len(m.files)} file(s), signed by {package.key_id}",
+                file=out,
+            )
+            return 0
+        if action == "install":
+            store = ModuleStore(os.path.join(state, MODULES_DIR), trust)
+            package = store.install(data)
+            m = package.manifest
+            print(f"installed {m.name} {m.version} in {store.path(m.name)}", file=out)
+            return 0
+    except UntrustedPackage as e:
+        print(f"dnactl: {e}", file=err)
+        return 1
+    except (KeyError_, PackageError, OSError) as e:
+        print(f"dnactl: {e}", file=err)
+        return 2
+    print(f"dnactl: unknown module action {action!r}", file=err)
+    return 2

@@ -85,11 +85,14 @@ class OverlayService(Service):
         self.log.info(
             "overlay node {id} on UDP {port} ({role}); seeds: {seeds}; discovery {disc}",
             id=self.node.node_id.hex(),
-            port=self.section.port,
+            port=self.port,
             role=self.section.role,
             seeds=", ".join(f"{h}:{p}" for h, p in self.seeds) or "none",
             disc="on" if self.section.discovery else "off",
         )
+        if self.section.discovery and self.node.discovery_addresses:
+            # Announce at once; the node repeats it while it knows few peers.
+            self.node.announce(self.node.discovery_addresses)
         if self.seeds:
             self._rejoin = task.LoopingCall(self._join_if_alone)
             self._rejoin.clock = self.reactor
@@ -135,6 +138,13 @@ class OverlayService(Service):
         self.ports = []
         yield super().stopService()
 
+    @property
+    def port(self) -> int:
+        """The UDP port bound (the configured one, or the one picked for port 0)."""
+        for listening in self.ports:
+            return int(listening.getHost().port)
+        return self.section.port
+
     def status(self) -> dict[str, Any]:
         """What ``dnactl status`` shows of the overlay."""
         if self.node is None:
@@ -143,7 +153,7 @@ class OverlayService(Service):
             "enabled": True,
             "node_id": self.node.node_id.hex(),
             "role": self.section.role,
-            "port": self.section.port,
+            "port": self.port,
             "peers": len(self.node.routing_table),
             "seeds": [f"{h}:{p}" for h, p in self.seeds],
             "discovery": self.section.discovery,

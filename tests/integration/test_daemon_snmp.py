@@ -230,3 +230,43 @@ def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def test_overlay_port_zero_reports_the_port_bound_and_announces_at_start(lab) -> None:
+    """With --overlay-port 0 status shows the real port; discovery announces at once.
+
+    The agent runs in a namespace of its own: discovery broadcasts must never
+    reach a real network.
+    """
+    ns = lab.namespace("solo")
+    lab.veth(ns, "dna0", lab.namespace("peer"), "dnr0")
+    ns.ip("addr", "add", "192.0.2.10/24", "dev", "dna0")
+    ns.ip("route", "add", "default", "via", "192.0.2.1", "dev", "dna0")
+    state = lab.workdir / "state"
+    agent = lab.spawn(
+        ns,
+        BIN / "twistd", "-n", "--pidfile=", "dnaagent",
+        "--state-dir", str(state), "--control-port", "0", "--snmp-enabled", "false",
+        "--overlay-port", "0", "--overlay-listen-ipv6", "",
+        "--overlay-discovery", "true", "--overlay-discovery-interval", "3600",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (state / "control.json").exists():
+        assert agent.alive() and time.monotonic() < deadline, agent.output()
+        time.sleep(0.1)
+    status = ns.run(BIN / "dnactl", "--state-dir", str(state), "status", "--json", timeout=30)
+    overlay = json.loads(status.stdout)["overlay"]
+    assert overlay["port"] != 0
+    listening = ns.run("ss", "-Hnul", f"sport = :{overlay['port']}", timeout=30).stdout
+    assert str(overlay["port"]) in listening  # the reported port is the one bound
+    got = ns.run(
+        "python3", "-c",
+        "import json,sys,urllib.request as u;"
+        f"c=json.load(open('{state}/control.json'));"
+        "o=u.build_opener(u.ProxyHandler({}));"
+        "print(json.load(o.open(f'http://127.0.0.1:{c[\"port\"]}/api/v1/overlay'))"
+        "['counters']['announcements'])",
+        timeout=30,
+    )  # fmt: skip
+    # One announcement at start, although the interval is an hour.
+    assert int(got.stdout) >= 1, got.stdout + got.stderr + agent.output()

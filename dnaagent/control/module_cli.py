@@ -123,3 +123,59 @@ def cmd_module(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
         return 2
     print(f"dnactl: unknown module action {action!r}", file=err)
     return 2
+
+
+#: ``dnactl run distributed WORD`` short names of the distributed tests.
+DISTRIBUTED_TESTS = {
+    "ping": "DistributedPing",
+    "dns": "DNSProxy",
+    "dnsproxy": "DNSProxy",
+    "relay": "Relay",
+    "portcheck": "PortCheck",
+    "ports": "PortCheck",
+    "throughput": "Throughput",
+}
+
+
+def parse_distributed_run(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``ping --target X`` or ``throughput --peer ID --seconds 5`` into tests and params.
+
+    For ``dnactl run distributed WORD [options]``; raises ``SystemExit`` (via
+    argparse) with a usage message on bad input.
+    """
+    parser = argparse.ArgumentParser(
+        prog="dnactl run distributed",
+        description="run one distributed test and print its diagnosis",
+    )
+    parser.add_argument("test", choices=sorted(DISTRIBUTED_TESTS), help="which test")
+    parser.add_argument("--target", help="ping: host to diagnose (address or name)")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ID|ADDRESS",
+        help="a partner agent (node ID or address; repeat for several; default: random)",
+    )
+    parser.add_argument("--count", type=int, help="ping: how many peers to ask")
+    parser.add_argument("--ports", metavar="tcp/P,udp/P", help="portcheck: ports to check")
+    parser.add_argument("--name", help="dns: name to look up")
+    parser.add_argument("--seconds", type=int, help="throughput: duration (1-30 s)")
+    parser.add_argument("--rate", type=float, metavar="MBIT", help="throughput: rate ceiling")
+    args = parser.parse_args(words)
+    params: dict[str, str] = {}
+    for key, value in (
+        ("target", args.target),
+        ("peers", ",".join(args.peer) or None),
+        ("count", args.count),
+        ("ports", args.ports),
+        ("name", args.name),
+        ("seconds", args.seconds),
+        ("rate_mbit", args.rate),
+    ):
+        if value is not None:
+            params[key] = str(value)
+    if args.test == "ping" and "target" not in params:
+        parser.error("ping needs --target HOST")
+    if args.test == "relay" and "peers" not in params:
+        parser.error("relay needs --peer ID|ADDRESS (the agent to reach)")
+    return [DISTRIBUTED_TESTS[args.test]], params

@@ -212,3 +212,24 @@ async def fetch_package(node: Any, peer: Any, name: str, store: ModuleStore) -> 
     if len(data) != total:
         raise store.trust.reject("malformed", f"{name} arrived with the wrong size")
     return store.install(data)
+
+
+def open_store(state_dir: str) -> ModuleStore:
+    """The module store of an agent: ``STATE/modules``, trusting ``STATE/trusted_keys``."""
+    trust = TrustStore(os.path.join(state_dir, "trusted_keys"))
+    return ModuleStore(os.path.join(state_dir, "modules"), trust)
+
+
+def load_signed_modules(store: ModuleStore, reactor: Any, agent: Any = None) -> list[Any]:
+    """Every kept package that still verifies, built into test modules.
+
+    A package that fails verification or does not load is logged, counted
+    by the trust store and left out; the agent starts without it.
+    """
+    modules = []
+    for name in store.installed():
+        try:
+            modules.append(store.make(name, reactor, agent))
+        except (UntrustedPackage, ModuleLoadError, OSError):
+            log.failure("module package {name} not loaded", name=name)
+    return modules

@@ -196,3 +196,19 @@ def test_cli_keygen_sign_verify_install(tmp_path) -> None:
     code, out, _ = run_cli("module", "install", str(pkg), "--state-dir", str(state))
     assert code == 0 and (state / "modules" / "demo.dnapkg").exists()
     assert run_cli("module", "verify", str(tmp_path / "missing"), "--state-dir", str(state))[0] == 2
+
+
+def test_dnactl_run_distributed_words() -> None:
+    """``dnactl run distributed ping --target X`` maps to DistributedPing with parameters."""
+    from dnaagent.control.module_cli import parse_distributed_run
+
+    assert parse_distributed_run(["ping", "--target", "192.0.2.7"]) == (
+        ["DistributedPing"],
+        {"target": "192.0.2.7"},
+    )
+    tests, params = parse_distributed_run(["throughput", "--peer", "ab" * 20, "--seconds", "5"])
+    assert tests == ["Throughput"] and params == {"peers": "ab" * 20, "seconds": "5"}
+    with pytest.raises(SystemExit):
+        parse_distributed_run(["ping"])
+    with pytest.raises(SystemExit):
+        parse_distributed_run(["shell"])

@@ -46,7 +46,10 @@ def make_distributed_module(
         cfg, reactor, Pinger(reactor), ProcessTracer(reactor), UdpDnsClient(reactor), node
     )
     if agent is not None:
+        from dnaagent.trust.loader import open_store
+
         events.install(agent.triggers)
+        module.packages = open_store(agent.state_dir)
         if agent.overlay is not None:
             module.attach(agent.overlay)
     return module

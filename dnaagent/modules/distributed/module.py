@@ -58,6 +58,7 @@ from dnaagent.modules.distributed.probes import ThroughputReceiver
 from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.modules.sysfiles import parse_resolv_conf
 from dnaagent.overlay.section import parse_address
+from dnaagent.trust.loader import ModuleStore, load_signed_modules, serve_packages
 
 TESTS: tuple[TestSpec, ...] = (
     TestSpec(
@@ -174,16 +175,34 @@ class DistributedModule:
         self.resolve_name = resolve_name or self._getaddrinfo
         self.proxy: DnsProxy | None = None
         self.guard = Guard(cfg.limits(), reactor)
+        #: Signed module packages kept by the agent (None: no state directory).
+        self.packages: ModuleStore | None = None
         self.handlers = PeerHandlers(reactor, self.guard, pinger, tracer, dns, self.resolvers)
 
     def attach(self, node: Any) -> None:
-        """Serve the peers' requests on the overlay ``node``."""
+        """Serve the peers' requests (and the kept module packages) on the overlay ``node``."""
         self.handlers.install(node)
+        if self.packages is not None:
+            serve_packages(node, self.packages)
+
+    def signed_modules(self, agent: Any = None) -> list[Any]:
+        """The test modules of the kept signed packages that verify (see dnaagent.trust)."""
+        if self.packages is None:
+            return []
+        return load_signed_modules(self.packages, self.reactor, agent)
 
     def status(self) -> dict[str, Any]:
         """The guard's counters and the DNS proxy's, for the control API."""
         proxy = self.proxy
+        packages = self.packages
         return {
+            "trust": None
+            if packages is None
+            else {
+                "keys": sorted(packages.trust.keys),
+                "installed": packages.installed(),
+                "counters": dict(packages.trust.counters),
+            },
             "guard": self.guard.status(),
             "dns_proxy": None
             if proxy is None

@@ -117,11 +117,18 @@ class Guard:
         if self.active[request.kind] > 0:
             self.active[request.kind] -= 1
 
+    def busiest(self, count: int = 10) -> list[list[Any]]:
+        """The targets with the most probes this minute, as ``[target, probes]``."""
+        now = self.clock.seconds()
+        used = [(self.targets.used(t, now), t) for t in list(self.targets.keys())]
+        return [[t, n] for n, t in sorted(used, reverse=True)[:count] if n]
+
     def status(self) -> dict[str, Any]:
         """Counters and running requests, for the control API."""
         return {
             "counters": dict(self.counters),
             "active": {k: v for k, v in self.active.items() if v},
+            "busiest_targets": self.busiest(),
             "limits": {
                 "peer_rate": self.limits.peer_rate,
                 "peer_burst": self.limits.peer_burst,

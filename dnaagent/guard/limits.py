@@ -118,5 +118,9 @@ class TargetCap(Generic[K]):
         self._totals[key] += probes
         return True
 
+    def keys(self) -> list[K]:
+        """The targets tracked."""
+        return list(self._sent)
+
     def __len__(self) -> int:
         return len(self._sent)

@@ -89,3 +89,9 @@ def test_fault_localized_event() -> None:
     event = next(e for e in seen if e.kind == "fault-localized")
     assert event.details == {"target": T, "location": "after 192.0.2.1"}
     assert events.FaultLocalized().evaluate(None, result(Status.OK, target=T)) is None
+
+
+def test_locate_counts_a_repeated_router_once() -> None:
+    """A router answering both time-exceeded and unreachable is named at its first hop."""
+    text, found = locate(T, ("192.0.2.1", "192.0.2.1"), [("198.51.100.1", T)])
+    assert text.startswith("after 192.0.2.1 (hop 1 from here)") and found["last_hop_ttl"] == 1

@@ -16,9 +16,11 @@ from dnaagent.measure.traceroute import Hop, TraceResult
 from dnaagent.mediator.interface import ITestModule, Status
 from dnaagent.mediator.mediator import Mediator
 from dnaagent.mediator.triggers import Triggers
-from dnaagent.modules.distributed import DistributedModule, DistributedSection, events
+from dnaagent.modules.distributed import events
 from dnaagent.modules.distributed.dnsproxy import DnsProxy
+from dnaagent.modules.distributed.module import DistributedModule
 from dnaagent.modules.distributed.probes import ThroughputReport
+from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.overlay.contact import Peer
 from dnaagent.overlay.errors import PeerNotFound, RemoteError, RequestTimeout
 

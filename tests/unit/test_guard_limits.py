@@ -150,3 +150,13 @@ def test_local_requests_skip_special_denial_and_peer_rate() -> None:
         guard.release(
             guard.admit("ping", {"target": "127.0.0.1", "count": 1}, A, "127.0.0.1", remote=False)
         )
+
+
+def test_guard_status_shows_busiest_targets() -> None:
+    """The status lists the targets with most probes in the window."""
+    guard, clock = make_guard()
+    guard.admit("ping", {"target": "203.0.113.5", "count": 5}, A, "198.51.100.10")
+    guard.admit("ping", {"target": "203.0.113.6", "count": 1}, B, "198.51.100.11")
+    assert guard.status()["busiest_targets"] == [["203.0.113.5", 5], ["203.0.113.6", 1]]
+    clock.advance(61)
+    assert guard.busiest() == []

@@ -64,7 +64,9 @@ def locate(target: str, own: Path, working: Sequence[Path]) -> tuple[str, dict[s
             "between this host and its first hop (its own link or gateway)",
             {"last_hop": None, "last_hop_ttl": 0, "next_hop": None},
         )
-    index, last = answered[-1]
+    last = answered[-1][1]
+    # A router that answers "unreachable" shows up twice; count its first hop.
+    index = list(own).index(last)
     for path in working:
         if last in path:
             at = list(path).index(last)

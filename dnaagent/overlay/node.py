@@ -448,6 +448,16 @@ class OverlayNode(DatagramProtocol):
             return default
         return c.timeout(default, cfg.min_rto, cfg.max_rto)
 
+    def _hedge_delay_for(self, node_id: bytes) -> float:
+        """When to send a second request to a slow lookup target: ``srtt + rttvar``."""
+        cfg = self.config
+        c = self.routing_table.get(node_id)
+        est = c if c is not None and c.srtt is not None else self._rtt
+        if est.srtt is None:
+            return cfg.initial_rto
+        delay = est.srtt + est.rttvar
+        return cfg.min_rto if delay < cfg.min_rto else cfg.max_rto if delay > cfg.max_rto else delay
+
     def _rtt_hint(self, node_id: bytes) -> float | None:
         c = self.routing_table.get(node_id)
         return None if c is None else c.srtt
@@ -700,6 +710,10 @@ class OverlayNode(DatagramProtocol):
 
     def _query(self, lk: Lookup, d: Deferred[Lookup], cand: Candidate) -> bool:
         node_id = cand.node_id
+        # The searched node is the only one that can end a node lookup: when
+        # it is slow, a second (hedged) request goes to it early, so that one
+        # delayed datagram does not decide the lookup's duration.
+        is_target = cand.dist == 0 and not lk.find_value
 
         def on_reply(msg: Message, rtt: float) -> None:
             t = msg.type
@@ -716,7 +730,13 @@ class OverlayNode(DatagramProtocol):
 
         def on_soft() -> None:
             self._lookup_send(lk, d, lk.soft_timeout(node_id))
+            if is_target and not lk.done:
+                self._rpc(cand.address, FIND_NODE, lk.target, node_id, on_reply, _ignore_failure)
 
+        if is_target:
+            soft = self._hedge_delay_for(node_id)
+        else:
+            soft = self._soft_timeout_for(node_id)
         return self._rpc(
             cand.address,
             FIND_VALUE if lk.find_value else FIND_NODE,
@@ -724,7 +744,7 @@ class OverlayNode(DatagramProtocol):
             node_id,
             on_reply,
             on_fail,
-            soft=self._soft_timeout_for(node_id),
+            soft=soft,
             on_soft=on_soft,
         )
 

@@ -445,3 +445,30 @@ def test_silent_dead_neighbours_are_evicted_within_minutes() -> None:
     # Two and a half minutes of checks cost a few pings per node, not a flood.
     sent = sum(n.counters["messages_out"] for n in net.nodes) - before
     assert sent < 8 * 5 * 3 * 2
+
+
+def test_slow_target_gets_a_hedged_request() -> None:
+    """If the searched node's answer is late, a second request goes to it early."""
+    net = Net(3, rpc_timeout=2.0, min_rto=0.05)
+    net.join_all()
+    a, t = net.nodes[0], net.nodes[2]
+    for _ in range(5):
+        net.result(a.ping(net.addr(t)))  # a measured RTT of 20 ms
+    dropped: list[bytes] = []
+    deliver = net.net._schedule
+
+    def lose_first_find_node(src: Any, dst: Any, data: bytes) -> None:
+        if (
+            dst == net.addr(t)
+            and not dropped
+            and wire.decode(data, verify=False).type == wire.FIND_NODE
+        ):
+            dropped.append(data)
+            return
+        deliver(src, dst, data)
+
+    net.net._schedule = lose_first_find_node  # type: ignore[method-assign]
+    start = net.clock.seconds()
+    found = net.result(a.find(t.node_id))
+    assert dropped and found is not None and found.node_id == t.node_id
+    assert net.clock.seconds() - start < 0.2  # not the 2 s hard timeout

@@ -202,7 +202,10 @@ class ThroughputSender(protocol.ClientFactory):
         elapsed = self.reactor.seconds() - self.start_time
         if elapsed >= self.seconds:
             self._stop_loop()
+            # A registered producer keeps the connection open: unregister first.
+            proto.transport.unregisterProducer()
             proto.transport.loseConnection()
+            self.reactor.callLater(10.0, self._abort)
             return
         allowed = int(self.rate * (elapsed + self.TICK)) - self.sent
         while allowed > 0 and not proto.paused:
@@ -210,6 +213,13 @@ class ThroughputSender(protocol.ClientFactory):
             proto.transport.write(_CHUNK[:n])
             self.sent += n
             allowed -= n
+
+    def _abort(self) -> None:
+        """The stream did not drain within 10 s of its end: drop it."""
+        proto = self.proto
+        if not self.deferred.called and proto is not None and proto.transport is not None:
+            self.error = "the stream did not drain; connection aborted"
+            proto.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _stop_loop(self) -> None:
         if self.loop is not None and self.loop.running:

@@ -51,7 +51,7 @@ class Guard:
 
     def __init__(self, limits: GuardLimits, clock: IReactorTime) -> None:
         self.limits = limits
-        self.clock = clock
+        self.clock: Any = clock
         self.deny = DenyList(limits.deny, deny_special=limits.deny_special)
         self.peers: TokenBuckets[bytes] = TokenBuckets(limits.peer_rate, limits.peer_burst)
         self.targets: TargetCap[str] = TargetCap(limits.target_per_minute, 60.0)

@@ -271,6 +271,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             extra = list(common)
             if name == "a1":
                 extra += ["--distributed-services", "tcp/8080,tcp/8081"]
+                # Informs to r1, where no receiver listens: they stay queued.
+                extra += ["--notifications-inform-targets", f"v2c:public@{LANS['r1'][0]}:162"]
             w.agents[name] = fleet.spawn(
                 name,
                 host=address,
@@ -365,8 +367,17 @@ def test_relay_when_direct_path_cut(world: World) -> None:
     assert world.run("a1", "Relay", peers=world.node_id("a3"))["status"] == "ok"
 
 
+def queued_notifications(world: World, agent: str) -> int:
+    """How many notifications ``agent`` has queued so far, all targets together."""
+    status = world.agents[agent].get("/api/v1/status")["notifications"]
+    return sum(int(c.get("queued", 0)) for c in status["counters"].values())
+
+
 def test_port_check_reports_closed_port(world: World) -> None:
-    """a1 declares tcp/8080 (served) and tcp/8081 (closed): a peer sees 8081 closed."""
+    """a1 declares tcp/8080 (served) and tcp/8081 (closed): a peer sees 8081 closed.
+
+    The error is a test-failed event, and its inform is queued for the NMS.
+    """
     listener = world.lab.spawn(
         world.ns["a1"],
         sys.executable,
@@ -385,12 +396,14 @@ def test_port_check_reports_closed_port(world: World) -> None:
     )
     try:
         fired = world.agents["a1"].get("/api/v1/status")["events_fired"]
+        queued = queued_notifications(world, "a1")
         result = world.run("a1", "PortCheck")
         assert result["status"] == "error", explain(result)
         assert "tcp/8081 closed" in result["message"] and "8080" not in result["message"]
         assert result["details"]["ports"]["tcp/8080"] == "open"
         assert result["details"]["seen_as"] == "192.0.2.10"
         assert world.agents["a1"].get("/api/v1/status")["events_fired"] > fired
+        assert queued_notifications(world, "a1") > queued
     finally:
         listener.stop()
 

@@ -86,8 +86,9 @@ class DnsProxy(DatagramProtocol):
 
         def send(reply: dns.message.Message) -> None:
             self.pending -= 1
-            if self.transport is not None:
-                self.transport.write(reply.to_wire(), addr)
+            transport: Any = self.transport
+            if transport is not None:
+                transport.write(reply.to_wire(), addr)
 
         def failed(f: Any) -> None:
             self.pending -= 1

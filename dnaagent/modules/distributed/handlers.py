@@ -98,8 +98,12 @@ class PeerHandlers:
         def handle(body: Any, sender: Any) -> Any:
             request = self.guard.admit(kind, body, sender.node_id, sender.address[0])
             d = defer.ensureDeferred(serve(request, sender))
-            d.addBoth(lambda r: (self.guard.release(request), r)[1])
-            return d
+
+            def release(result: Any) -> Any:
+                self.guard.release(request)
+                return result
+
+            return d.addBoth(release)
 
         return handle
 

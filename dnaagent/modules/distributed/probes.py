@@ -63,10 +63,10 @@ class _UdpProbe(protocol.DatagramProtocol):
 
     def startProtocol(self) -> None:  # noqa: N802 (Twisted's name)
         """Connect and send one empty datagram."""
-        assert self.transport is not None
+        transport: Any = self.transport
         try:
-            self.transport.connect(self.host, self.port)  # type: ignore[attr-defined]
-            self.transport.write(b"")
+            transport.connect(self.host, self.port)
+            transport.write(b"")
         except OSError as e:
             log.failure("UDP probe to {h}:{p} failed", h=self.host, p=self.port)
             self.finish(f"error: {e.strerror or e}")
@@ -93,11 +93,11 @@ def check_port(
         connector = reactor.connectTCP(host, port, factory, timeout=timeout)
         d = factory.deferred
 
-        def stop(state: str) -> str:
+        def disconnect(state: str) -> str:
             connector.disconnect()
             return state
 
-        return d.addCallback(stop)
+        return d.addCallback(disconnect)
     probe = _UdpProbe(host, port)
     interface = "::" if ipaddress.ip_address(host).version == 6 else "0.0.0.0"
     try:
@@ -197,20 +197,21 @@ class ThroughputSender(protocol.ClientFactory):
 
     def _tick(self) -> None:
         proto = self.proto
-        if proto is None or proto.transport is None:
+        transport: Any = proto.transport if proto is not None else None
+        if proto is None or transport is None:
             return
         elapsed = self.reactor.seconds() - self.start_time
         if elapsed >= self.seconds:
             self._stop_loop()
             # A registered producer keeps the connection open: unregister first.
-            proto.transport.unregisterProducer()
-            proto.transport.loseConnection()
+            transport.unregisterProducer()
+            transport.loseConnection()
             self.reactor.callLater(10.0, self._abort)
             return
         allowed = int(self.rate * (elapsed + self.TICK)) - self.sent
         while allowed > 0 and not proto.paused:
             n = min(allowed, len(_CHUNK))
-            proto.transport.write(_CHUNK[:n])
+            transport.write(_CHUNK[:n])
             self.sent += n
             allowed -= n
 

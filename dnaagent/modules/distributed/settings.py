@@ -61,8 +61,6 @@ class DistributedSection:
     deny_special: bool = key(
         True, "refuse peers' probes to loopback, link-local, multicast and unspecified addresses"
     )
-    # Trust.
-    require_signed: bool = key(True, "load extra test modules only when signed by a trusted key")
 
     def limits(self) -> GuardLimits:
         """The guard's limits from this section."""

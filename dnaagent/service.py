@@ -110,6 +110,10 @@ class AgentService(MultiService):
                 self.config.schedule.jitter,
             )
             self.scheduler.setServiceParent(self)
+        # The operator's port first: a second agent started by mistake is
+        # told about the control port before anything else.
+        if self.config.control.enabled:
+            self._listen_control()
         if self.config.overlay.enabled:
             self.overlay_service = OverlayService(self.config.overlay, self.reactor, self.state_dir)
             self.overlay_service.prepare()
@@ -140,8 +144,6 @@ class AgentService(MultiService):
         self.notifications.setServiceParent(self)
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
-        if self.config.control.enabled:
-            self._listen_control()
 
     def _listen_control(self) -> None:
         host, port = self.config.control.host, self.config.control.port
@@ -153,8 +155,6 @@ class AgentService(MultiService):
                 f"control API cannot listen on {host}:{port}: {reason} "
                 "(another dnaagent running? choose another with --control-port)"
             ) from None
-        actual = self.control_port.getHost().port
-        self._write_control_file(host, actual)
 
     def _write_control_file(self, host: str, port: int) -> None:
         """Tell dnactl where the API is (useful with --control-port 0)."""
@@ -175,6 +175,11 @@ class AgentService(MultiService):
     def startService(self) -> None:
         """Start the children and say where the agent can be reached."""
         self.started_at = time.time()
+        if self.control_port is not None:
+            # Written only once everything is bound: a failed start leaves no
+            # file pointing at an agent that is not there.
+            address = self.control_port.getHost()
+            self._write_control_file(self.config.control.host, address.port)
         super().startService()
         self.log.info(
             "dnaagent {version} started: state in {state}, control API at {url}, "

@@ -7,7 +7,8 @@ hand the node IPv4-mapped addresses). The sockets are handed to the reactor
 with ``adoptDatagramPort``.
 
 :func:`discovery_addresses` lists where link-local announcements go: the IPv4
-limited broadcast address and the IPv6 all-nodes group on every interface.
+broadcast address of every interface that is up and the IPv6 all-nodes group
+on each of them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def listen_udp(
     if not IReactorSocket.providedBy(reactor):
         raise TypeError("the reactor cannot adopt sockets (IReactorSocket)")
     ports: list[IListeningPort] = []
-    errors: list[OSError] = []
+    errors: list[tuple[str, OSError]] = []
     first = True
     for family, host in ((socket.AF_INET, ipv4), (socket.AF_INET6, ipv6)):
         if host is None:
@@ -68,8 +69,7 @@ def listen_udp(
         try:
             sock = _bound_socket(family, host, port)
         except OSError as e:
-            log.failure("cannot bind the overlay port {host} {port}", host=host, port=port)
-            errors.append(e)
+            errors.append((host, e))
             continue
         if port == 0:
             # Let the second family use the port number the first one got.
@@ -84,16 +84,70 @@ def listen_udp(
         finally:
             sock.close()  # the reactor holds its own duplicate
     if not ports:
-        raise errors[0] if errors else OSError("no address family enabled for the overlay")
+        # The caller reports this as one line; no traceback in the log.
+        raise errors[0][1] if errors else OSError("no address family enabled for the overlay")
+    for host, e in errors:
+        log.warn(
+            "overlay not listening on {host} port {port}: {why}",
+            host=host,
+            port=port,
+            why=e.strerror or e,
+        )
     return ports
 
 
 def discovery_addresses(port: int, *, ipv4: bool = True, ipv6: bool = True) -> list[Address]:
     """Return the link-local announcement targets for the overlay ``port``.
 
-    IPv4: the limited broadcast address. IPv6: ``ff02::1%IFACE`` for every
-    interface except loopback.
+    For every interface that is up, except loopback: its IPv4 broadcast
+    address(es) (``192.0.2.255`` for ``192.0.2.10/24``) and ``ff02::1%IFACE``
+    when it has IPv6. A subnet broadcast goes out of its own interface through
+    the connected route, so discovery works on a LAN without a router, where
+    the limited broadcast 255.255.255.255 is refused for lack of a default route
+    (and would only leave through the default route's interface anyway). When the
+    interfaces cannot be listed, the limited broadcast and ``ff02::1`` on every
+    interface known to the kernel are used instead.
     """
+    try:
+        import psutil
+
+        addrs = psutil.net_if_addrs()
+        stats = psutil.net_if_stats()
+    except Exception:
+        log.failure("cannot list the network interfaces; falling back to the limited broadcast")
+        return _fallback_addresses(port, ipv4=ipv4, ipv6=ipv6)
+    out: list[Address] = []
+    for name, entries in sorted(addrs.items()):
+        st = stats.get(name)
+        if st is None or not st.isup or _is_loopback(name, entries):
+            continue
+        has_v6 = False
+        for a in entries:
+            if a.family == socket.AF_INET and ipv4 and a.broadcast:
+                target = (a.broadcast, port)
+                if target not in out:
+                    out.append(target)
+            elif a.family == socket.AF_INET6:
+                has_v6 = True
+        if ipv6 and has_v6:
+            out.append((f"{IPV6_ALL_NODES}%{name}", port))
+    return out
+
+
+def _is_loopback(name: str, entries: list[Any]) -> bool:
+    """Whether an interface is the loopback one (by its addresses, not only its name)."""
+    if name == "lo":
+        return True
+    for a in entries:
+        if a.family == socket.AF_INET and str(a.address).startswith("127."):
+            return True
+        if a.family == socket.AF_INET6 and str(a.address).split("%", 1)[0] == "::1":
+            return True
+    return False
+
+
+def _fallback_addresses(port: int, *, ipv4: bool, ipv6: bool) -> list[Address]:
+    """The limited broadcast and ``ff02::1`` on every non-loopback interface."""
     out: list[Address] = []
     if ipv4:
         out.append((IPV4_BROADCAST, port))

@@ -91,7 +91,17 @@ def _serve(state_dir: str, port_file: str) -> None:
                 },
             ]
 
-    cfg = config.load(None, {"agent.state_dir": state_dir, "control.enabled": "false"})
+    # This harness builds its own SnmpService below (with its own settings),
+    # and needs no overlay.
+    cfg = config.load(
+        None,
+        {
+            "agent.state_dir": state_dir,
+            "control.enabled": "false",
+            "snmp.enabled": "false",
+            "overlay.enabled": "false",
+        },
+    )
     module = ScriptedModule(
         [
             TestSpec("NIC", "the network card is up"),

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from .test_snmp_embedded import COMMUNITY, ROOT, net_snmp, start_agent, stop_agent, v2c
+from .test_snmp_embedded import COMMUNITY, net_snmp, start_agent, stop_agent, v2c
 
 pytestmark = pytest.mark.integration
 
 DATAGRAMS = 100_000
 BATCH = 1000
-TIME_LIMIT = 60.0
+TIME_LIMIT = 240.0  # a guard that ends the test, not a speed target
 
 
 def _tlv(tag: int, body: bytes) -> bytes:
@@ -154,4 +154,3 @@ def test_hundred_thousand_malformed_datagrams(tmp_path: Path) -> None:
         stop_agent(agent.proc)
     log = agent.log.read_text()
     assert "Traceback" not in log, log[-3000:]
-    assert str(ROOT)  # the agent ran from this checkout

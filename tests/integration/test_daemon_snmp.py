@@ -34,40 +34,62 @@ def free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def agent(tmp_path):
-    """A running ``twistd -n dnaagent`` with SNMP and the overlay on loopback ports."""
-    snmp_port, overlay_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
-    log = tmp_path / "agent.log"
+def start_agent(tmp_path: Path, *options: str) -> subprocess.Popen[bytes]:
+    """Start ``twistd -n dnaagent`` on loopback ports with ``options`` and wait for it.
+
+    State goes to ``tmp_path/state``, output to ``tmp_path/agent.log``; the
+    overlay gets a free loopback port unless ``options`` name one.
+    """
+    state, log = tmp_path / "state", tmp_path / "agent.log"
+    overlay = [] if "--overlay-port" in options else [
+        "--overlay-port", str(free_port(socket.SOCK_DGRAM)),
+        "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
+    ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
                 str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
-                "--state-dir", str(tmp_path / "state"),
-                "--control-port", "0",
-                "--snmp-port", str(snmp_port),
-                "--overlay-port", str(overlay_port),
-                "--overlay-listen-ipv4", "127.0.0.1",
-                "--overlay-listen-ipv6", "",
+                "--state-dir", str(state), "--control-port", "0", *overlay, *options,
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
         )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "state" / "control.json").exists():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"agent did not start:\n{log.read_text()}"
-            time.sleep(0.1)
-        yield snmp_port, tmp_path / "state", log
-    finally:
+    deadline = time.monotonic() + 30
+    while not (state / "control.json").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"agent did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    """End processes this module started, by PID: SIGTERM, then SIGKILL."""
+    for proc in procs:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def processes():
+    """Processes a test starts; all are ended by PID when it ends, pass or fail."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    stop(*reversed(started))
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A running ``twistd -n dnaagent`` with SNMP and the overlay on loopback ports."""
+    snmp_port = free_port(socket.SOCK_DGRAM)
+    proc = start_agent(tmp_path, "--snmp-port", str(snmp_port))
+    try:
+        yield snmp_port, tmp_path / "state", tmp_path / "agent.log"
+    finally:
+        stop(proc)
 
 
 def test_twistd_agent_answers_snmpget(agent) -> None:
@@ -109,7 +131,7 @@ def test_twistd_agent_reports_its_overlay_node(agent) -> None:
 
 
 @pytest.mark.skipif(shutil.which("snmptrapd") is None, reason="snmptrapd is not installed")
-def test_twistd_agent_sends_informs_from_trigger_events(tmp_path) -> None:
+def test_twistd_agent_sends_informs_from_trigger_events(tmp_path, processes) -> None:
     """A threshold event of a real run becomes an inform that snmptrapd logs by name.
 
     Only PingLocalHost runs (it pings 127.0.0.1 and ::1); its threshold of
@@ -126,26 +148,15 @@ def test_twistd_agent_sends_informs_from_trigger_events(tmp_path) -> None:
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    state = tmp_path / "state"
-    log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
-        agent = subprocess.Popen(
-            [
-                str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
-                "--state-dir", str(state), "--control-port", "0",
-                "--snmp-port", str(free_port(socket.SOCK_DGRAM)),
-                "--overlay-port", str(free_port(socket.SOCK_DGRAM)),
-                "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
-                "--notifications-inform-targets", f"v2c:public@127.0.0.1:{trap_port}",
-                "--triggers-thresholds", "local.PingLocalHost.rtt_ms_max > 0",
-            ],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    processes.append(trapd)
+    state, log = tmp_path / "state", tmp_path / "agent.log"
+    agent = start_agent(
+        tmp_path,
+        "--snmp-port", str(free_port(socket.SOCK_DGRAM)),
+        "--notifications-inform-targets", f"v2c:public@127.0.0.1:{trap_port}",
+        "--triggers-thresholds", "local.PingLocalHost.rtt_ms_max > 0",
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not (state / "control.json").exists():
-            assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         run = subprocess.run(
             [str(BIN / "dnactl"), "--state-dir", str(state), "run", "local",
              "--tests", "PingLocalHost", "--json"],
@@ -166,17 +177,11 @@ def test_twistd_agent_sends_informs_from_trigger_events(tmp_path) -> None:
         target = json.loads(status.stdout)["notifications"]["targets"][0]
         assert target["acked"] == 1 and target["pending"] == 0
     finally:
-        for proc in (agent, trapd):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(agent)
 
 
 @pytest.mark.skipif(shutil.which("snmpd") is None, reason="snmpd is not installed")
-def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path) -> None:
+def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path, processes) -> None:
     """With the embedded agent off, snmpd serves the agent's MIB through AgentX."""
     snmpd_port = free_port(socket.SOCK_DGRAM)
     sock = tmp_path / "agentx.sock"
@@ -189,19 +194,12 @@ def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path) -> None:
         ["snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-p", str(tmp_path / "snmpd.pid")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    processes.append(snmpd)
     log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
-        agent = subprocess.Popen(
-            [
-                str(BIN / "twistd"), "-n", "--pidfile=", "dnaagent",
-                "--state-dir", str(tmp_path / "state"), "--control-port", "0",
-                "--snmp-enabled", "false",
-                "--agentx-enabled", "true", "--agentx-master", f"unix:{sock}",
-                "--overlay-port", str(free_port(socket.SOCK_DGRAM)),
-                "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
-            ],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    agent = start_agent(
+        tmp_path,
+        "--snmp-enabled", "false", "--agentx-enabled", "true", "--agentx-master", f"unix:{sock}",
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 45
         while True:
@@ -223,13 +221,7 @@ def test_twistd_agent_answers_through_snmpd_via_agentx(tmp_path) -> None:
         assert f"dnaVersion.0 = STRING: {__version__}" in done.stdout
         assert "AgentX session" in log.read_text()
     finally:
-        for proc in (agent, snmpd):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(agent)
 
 
 def test_overlay_port_zero_reports_the_port_bound_and_announces_at_start(lab) -> None:

@@ -9,6 +9,10 @@ two of the routers; every router runs dnsmasq as the DNS server of its LAN::
     LAN3 198.51.100.64/26    a5 .74           -- r3 .65
     transit r1-r2 198.51.100.128/30, r2-r3 .132/30, r1-r3 .136/30
 
+and the same in IPv6: LANs 2001:db8:1::/64 to 2001:db8:3::/64 (router ::1), the
+host 2001:db8:4::10, transit links 2001:db8:12::/64, 2001:db8:23::/64, 2001:db8:13::/64.
+The overlay runs over IPv4; DistributedPing is also checked towards the IPv6 host.
+
 The scenarios break one thing each, assert the diagnosis, and repair it:
 the link between r1 and the host (path problem, located after r1), the
 host itself (host down), a5's DNS server (DNSProxy answers through a peer
@@ -46,6 +50,7 @@ from .netns import Lab, Namespace, Process, unavailable_reason, wait_for
 pytestmark = pytest.mark.integration
 
 HOST = "203.0.113.10"
+HOST6 = "2001:db8:4::10"
 DNS_NAME = "www.example.test"
 DNS_ANSWER = "192.0.2.53"
 TBF_RATE_MBIT = 10.0
@@ -65,6 +70,16 @@ LANS = {
     "r1": ("192.0.2.1", "192.0.2.0/26"),
     "r2": ("198.51.100.1", "198.51.100.0/26"),
     "r3": ("198.51.100.65", "198.51.100.64/26"),
+}
+
+#: IPv6 prefix of each router's LAN (the router is ::1) and each agent's address.
+LANS6 = {"r1": "2001:db8:1::", "r2": "2001:db8:2::", "r3": "2001:db8:3::"}
+AGENTS6 = {
+    "a1": "2001:db8:1::10",
+    "a2": "2001:db8:1::11",
+    "a3": "2001:db8:2::10",
+    "a4": "2001:db8:2::11",
+    "a5": "2001:db8:3::10",
 }
 
 DEMO_MODULE = {
@@ -110,7 +125,9 @@ out = []
 def one(_=None):
     d = node.request((peer, 4001), name, json.loads(body), timeout=15)
     d.addCallbacks(
-        lambda a: out.append("ok"),
+        lambda a: out.append(
+            f"refused ({a['refused']}): {a['error']}" if "refused" in a else "ok"
+        ),
         lambda f: out.append(getattr(f.value, "text", str(f.value))),
     )
     return d
@@ -158,52 +175,86 @@ class World:
 
 
 def build(lab: Lab) -> dict[str, Namespace]:
-    """The routers, the host and the agents' namespaces, wired and routed."""
+    """The routers, the host and the agents' namespaces, wired and routed (IPv4 and IPv6)."""
     ns = {name: lab.namespace(name) for name in ("r1", "r2", "r3", "h", *AGENTS)}
+    for name in ("r1", "r2", "r3", "h"):
+        # Keep IPv6 addresses when a scenario sets a link down and up again.
+        ns[name].sysctl(
+            {
+                "net.ipv6.conf.all.keep_addr_on_down": "1",
+                "net.ipv6.conf.default.keep_addr_on_down": "1",
+            }
+        )
     for r in ("r1", "r2", "r3"):
-        ns[r].sysctl({"net.ipv4.ip_forward": "1"})
+        ns[r].sysctl({"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
         ns[r].ip("link", "add", "br0", "type", "bridge")
         ns[r].link_up("br0")
-        gateway, net = LANS[r]
-        ns[r].ip("addr", "add", f"{gateway}/26", "dev", "br0")
+        ns[r].ip("addr", "add", f"{LANS[r][0]}/26", "dev", "br0")
+        ns[r].ip("-6", "addr", "add", f"{LANS6[r]}1/64", "dev", "br0", "nodad")
     for name, (r, address) in AGENTS.items():
         lab.veth(ns[name], "eth0", ns[r], f"p{name}")
         ns[r].ip("link", "set", f"p{name}", "master", "br0")
         ns[name].ip("addr", "add", f"{address}/26", "dev", "eth0")
+        ns[name].ip("-6", "addr", "add", f"{AGENTS6[name]}/64", "dev", "eth0", "nodad")
         ns[name].ip("route", "add", "default", "via", LANS[r][0])
+        ns[name].ip("-6", "route", "add", "default", "via", f"{LANS6[r]}1")
         lab.resolv_conf(ns[name], [LANS[r][0]])
     # The host's LAN: a bridge in h with one port towards r1 and one towards r2.
     ns["h"].ip("link", "add", "hbr", "type", "bridge")
     ns["h"].link_up("hbr")
-    for r, address in (("r1", "203.0.113.1"), ("r2", "203.0.113.2")):
+    for r, suffix in (("r1", "1"), ("r2", "2")):
         lab.veth(ns[r], f"{r}h", ns["h"], f"h{r}")
         ns["h"].ip("link", "set", f"h{r}", "master", "hbr")
-        ns[r].ip("addr", "add", f"{address}/26", "dev", f"{r}h")
+        ns[r].ip("addr", "add", f"203.0.113.{suffix}/26", "dev", f"{r}h")
+        ns[r].ip("-6", "addr", "add", f"2001:db8:4::{suffix}/64", "dev", f"{r}h", "nodad")
     ns["h"].ip("addr", "add", f"{HOST}/26", "dev", "hbr")
-    ns["h"].ip("route", "add", "default", "via", "203.0.113.2")
-    ns["h"].ip("route", "add", "192.0.2.0/26", "via", "203.0.113.1")
+    ns["h"].ip("-6", "addr", "add", f"{HOST6}/64", "dev", "hbr", "nodad")
+    host_routes(ns["h"])
     # Transit links between the routers.
-    for a, b, a_ip, b_ip in (
-        ("r1", "r2", "198.51.100.129", "198.51.100.130"),
-        ("r2", "r3", "198.51.100.133", "198.51.100.134"),
-        ("r1", "r3", "198.51.100.137", "198.51.100.138"),
+    for a, b, a_ip, b_ip, net6 in (
+        ("r1", "r2", "198.51.100.129", "198.51.100.130", "2001:db8:12::"),
+        ("r2", "r3", "198.51.100.133", "198.51.100.134", "2001:db8:23::"),
+        ("r1", "r3", "198.51.100.137", "198.51.100.138", "2001:db8:13::"),
     ):
         lab.veth(ns[a], f"t{b}", ns[b], f"t{a}")
         ns[a].ip("addr", "add", f"{a_ip}/30", "dev", f"t{b}")
         ns[b].ip("addr", "add", f"{b_ip}/30", "dev", f"t{a}")
+        ns[a].ip("-6", "addr", "add", f"{net6}{a[1]}/64", "dev", f"t{b}", "nodad")
+        ns[b].ip("-6", "addr", "add", f"{net6}{b[1]}/64", "dev", f"t{a}", "nodad")
     routes = {
-        "r1": [("198.51.100.0/26", "198.51.100.130"), ("198.51.100.64/26", "198.51.100.138")],
-        "r2": [("192.0.2.0/26", "198.51.100.129"), ("198.51.100.64/26", "198.51.100.134")],
+        "r1": [
+            ("198.51.100.0/26", "198.51.100.130"),
+            ("198.51.100.64/26", "198.51.100.138"),
+            ("2001:db8:2::/64", "2001:db8:12::2"),
+            ("2001:db8:3::/64", "2001:db8:13::3"),
+        ],
+        "r2": [
+            ("192.0.2.0/26", "198.51.100.129"),
+            ("198.51.100.64/26", "198.51.100.134"),
+            ("2001:db8:1::/64", "2001:db8:12::1"),
+            ("2001:db8:3::/64", "2001:db8:23::3"),
+        ],
         "r3": [
             ("192.0.2.0/26", "198.51.100.137"),
             ("198.51.100.0/26", "198.51.100.133"),
             ("203.0.113.0/26", "198.51.100.133"),
+            ("2001:db8:1::/64", "2001:db8:13::1"),
+            ("2001:db8:2::/64", "2001:db8:23::2"),
+            ("2001:db8:4::/64", "2001:db8:23::2"),
         ],
     }
     for r, table in routes.items():
         for prefix, via in table:
             ns[r].ip("route", "add", prefix, "via", via)
     return ns
+
+
+def host_routes(h: Namespace) -> None:
+    """The host's routes: towards LAN1 through r1, everything else through r2."""
+    h.ip("route", "replace", "default", "via", "203.0.113.2")
+    h.ip("route", "replace", "192.0.2.0/26", "via", "203.0.113.1")
+    h.ip("-6", "route", "replace", "default", "via", "2001:db8:4::2")
+    h.ip("-6", "route", "replace", "2001:db8:1::/64", "via", "2001:db8:4::1")
 
 
 def prepare_trust(workdir: Path, fleet_dir: Path) -> None:
@@ -304,7 +355,8 @@ def explain(result: dict[str, Any]) -> str:
 
 
 def test_link_between_router_and_host_broken(world: World) -> None:
-    """r1 loses its link to the host: a1 is told it is a path problem after r1; a3 reaches it."""
+    """r1 loses its link to the host: a1 is told it is a path problem after r1 (over IPv4
+    and IPv6); a3 reaches it."""
     world.ns["r1"].link_up("r1h", False)
     try:
         result = world.run("a1", "DistributedPing", target=HOST, count="4")
@@ -313,6 +365,9 @@ def test_link_between_router_and_host_broken(world: World) -> None:
         assert "between you and the host" in result["message"]
         assert "192.0.2.1" in details["location"], explain(result)
         assert details["peers_reaching"] >= 2
+        result = world.run("a1", "DistributedPing", target=HOST6, count="4")
+        assert result["details"]["verdict"] == "path-problem", explain(result)
+        assert "2001:db8:1::1" in result["details"]["location"], explain(result)
         ok = world.run("a3", "DistributedPing", target=HOST)
         assert ok["status"] == "ok" and ok["details"]["verdict"] == "reachable", explain(ok)
         assert world.agents["a1"].get("/api/v1/status")["events_fired"] >= 2
@@ -330,9 +385,7 @@ def test_host_down(world: World) -> None:
         assert result["message"].startswith(f"{HOST} looks down")
     finally:
         world.ns["h"].link_up("hbr", True)
-        # Setting the bridge down removed its routes.
-        world.ns["h"].ip("route", "replace", "default", "via", "203.0.113.2")
-        world.ns["h"].ip("route", "replace", "192.0.2.0/26", "via", "203.0.113.1")
+        host_routes(world.ns["h"])  # setting the bridge down removed its routes
     wait_for(lambda: world.ns["a3"].ping(HOST, 1.0), 30, "the host to answer again")
 
 

@@ -3,9 +3,10 @@
 :class:`PeerHandlers` registers one overlay handler per catalogue kind
 (``dna.ping``, ``dna.traceroute``, ``dna.dns``, ``dna.portcheck``,
 ``dna.throughput``, ``dna.echo``, ``dna.relay``). Every request passes the
-:class:`~dnaagent.guard.Guard` first; a refusal becomes an error answer
-whose text starts with ``refused (REASON)``. Answers are plain msgpack maps
-of bounded size.
+:class:`~dnaagent.guard.Guard` first; a refused request is answered with
+``{"refused": REASON, "error": SENTENCE}`` (:func:`refusal_answer`; the
+requester turns it back into :class:`~dnaagent.guard.Refused` with
+:func:`raise_if_refused`). Answers are plain msgpack maps of bounded size.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dnaagent.guard import Guard, Request
+from dnaagent.guard import Guard, Refused, Request
 from dnaagent.measure.dns import DnsClientAPI
 from dnaagent.measure.ping import PingerAPI
 from dnaagent.measure.traceroute import TracerAPI
@@ -31,6 +32,18 @@ MAX_ANSWERS = 32
 PortChecker = Callable[[Any, str, str, int, float], "defer.Deferred[str]"]
 MAX_ANSWER_TEXT = 255
 DNS_TIMEOUT = 2.0
+
+
+def refusal_answer(refusal: Refused) -> dict[str, str]:
+    """The answer a refused request gets: ``{"refused": REASON, "error": SENTENCE}``."""
+    return {"refused": refusal.reason, "error": refusal.text}
+
+
+def raise_if_refused(answer: Any) -> Any:
+    """Turn a refusal answer back into :class:`Refused`; other answers pass."""
+    if isinstance(answer, dict) and isinstance(answer.get("refused"), str):
+        raise Refused(answer["refused"], str(answer.get("error", "")))
+    return answer
 
 
 async def ping_many(pinger: PingerAPI, target: str, count: int, timeout: float) -> dict[str, Any]:
@@ -96,7 +109,12 @@ class PeerHandlers:
         serve = getattr(self, f"_{kind}")
 
         def handle(body: Any, sender: Any) -> Any:
-            request = self.guard.admit(kind, body, sender.node_id, sender.address[0])
+            try:
+                request = self.guard.admit(kind, body, sender.node_id, sender.address[0])
+            except Refused as refusal:
+                # An answer, not a handler failure: refusals are expected under
+                # abuse and must not fill the log with tracebacks.
+                return refusal_answer(refusal)
             d = defer.ensureDeferred(serve(request, sender))
 
             def release(result: Any) -> Any:

@@ -53,7 +53,12 @@ from dnaagent.mediator.interface import (
 )
 from dnaagent.modules.distributed.diagnosis import PeerView, diagnose_ping
 from dnaagent.modules.distributed.dnsproxy import DnsProxy
-from dnaagent.modules.distributed.handlers import HANDLERS, PeerHandlers, ping_many
+from dnaagent.modules.distributed.handlers import (
+    HANDLERS,
+    PeerHandlers,
+    ping_many,
+    raise_if_refused,
+)
 from dnaagent.modules.distributed.probes import ThroughputReceiver
 from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.modules.sysfiles import parse_resolv_conf
@@ -136,6 +141,8 @@ def partner_text(partner: Partner) -> str:
 def remote_reason(failure: Any) -> str:
     """A short reason from a failed overlay request."""
     exc = getattr(failure, "value", failure)
+    if isinstance(exc, Refused):
+        return str(exc)
     text = getattr(exc, "text", None)
     return str(text or exc or type(exc).__name__)
 
@@ -301,7 +308,7 @@ class DistributedRun:
     async def ask(self, partner: Partner, kind: str, body: Any, timeout: float) -> Any:
         """Send a catalogue request to ``partner``; its answer or an exception."""
         node = self._node()
-        return await node.request(partner, HANDLERS[kind], body, timeout=timeout)
+        return raise_if_refused(await node.request(partner, HANDLERS[kind], body, timeout=timeout))
 
     async def _try(self, partner: Partner, kind: str, body: Any, timeout: float) -> tuple[Any, str]:
         try:
@@ -561,6 +568,9 @@ class DistributedRun:
             body = {"to": relay_to, "kind": "echo", "body": {"data": data}}
             answer, error = await self._try(relay, "relay", body, 12.0)
             inner = (answer or {}).get("answer") or {}
+            if isinstance(inner, dict) and "refused" in inner:
+                error = f"refused by {who}: {inner.get('error')}"
+                inner = {}
             if answer is not None and inner.get("data") == data:
                 via = partner_text(relay)
                 return Outcome.warning(

@@ -1,7 +1,7 @@
 """The catalogue: which requests a peer may make, with which parameters.
 
 A request from a peer is a kind (``ping``, ``traceroute``, ``dns``,
-``portcheck``, ``throughput``, ``relay``, ``echo``) and a body, a msgpack
+``portcheck``, ``throughput``, ``relay``, ``echo``, ``run``) and a body, a msgpack
 map. :func:`validate` checks the body field by field against the kind's
 bounds and returns a normalised :class:`Request`, or raises
 :class:`Refused` with a reason code and a sentence. Targets are IP literals
@@ -41,7 +41,7 @@ class Refused(DnaAgentError, PermissionError):
     """A peer's request is not served; ``reason`` is a short code, the text says why.
 
     Reason codes: ``unknown_kind``, ``bad_parameter``, ``denied_target``,
-    ``peer_rate``, ``target_rate``, ``busy``.
+    ``peer_rate``, ``target_rate``, ``busy``, ``untrusted_module``.
     """
 
     def __init__(self, reason: str, text: str) -> None:
@@ -216,6 +216,33 @@ def _relay(body: Any, requester: str, max_rate_mbit: float) -> Request:
     return Request("relay", "", 0, {"to": dest, "kind": kind, "body": inner})
 
 
+_MODULE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TEST = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+RUN_MAX_PARAMS = 8
+RUN_MAX_VALUE = 256
+#: Modules a peer may never ask to run: they make requests to other agents themselves.
+NOT_RUNNABLE = ("distributed",)
+
+
+def _run(body: Any, requester: str, max_rate_mbit: float) -> Request:
+    b = _fields("run", body, ("module", "test", "params"), ("module", "test"))
+    module, test, params = b["module"], b["test"], b.get("params", {})
+    if not isinstance(module, str) or not _MODULE.match(module) or module in NOT_RUNNABLE:
+        raise _bad(f"module must be a signed test module's name, not {module!r}")
+    if not isinstance(test, str) or not _TEST.match(test):
+        raise _bad("test must be a test name")
+    if (
+        not isinstance(params, Mapping)
+        or len(params) > RUN_MAX_PARAMS
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= RUN_MAX_VALUE
+            for k, v in params.items()
+        )
+    ):
+        raise _bad(f"params must map at most {RUN_MAX_PARAMS} names to short strings")
+    return Request("run", "", 0, {"module": module, "test": test, "params": dict(params)})
+
+
 Validator = Callable[[Any, str, float], Request]
 
 KINDS: dict[str, Validator] = {
@@ -226,6 +253,7 @@ KINDS: dict[str, Validator] = {
     "throughput": _throughput,
     "echo": _echo,
     "relay": _relay,
+    "run": _run,
 }
 
 #: One sentence per kind, with its bounds (``dnactl`` and the docs show it).
@@ -237,6 +265,7 @@ CATALOGUE: dict[str, str] = {
     "throughput": f"send TCP to the requester for <= {THROUGHPUT_MAX_SECONDS} s at a bounded rate",
     "echo": f"answer up to {ECHO_MAX_BYTES} bytes back (reachability through a relay)",
     "relay": f"forward one {'/'.join(RELAYABLE)} request to another agent",
+    "run": "run one test of a signed module (fetched from the requester if missing)",
 }
 
 

@@ -497,7 +497,8 @@ def test_throughput_over_tbf_link(world: World) -> None:
 
 
 def test_signed_modules_only(world: World) -> None:
-    """Only the signed module loads; tampered and unsigned ones are rejected, also when fetched."""
+    """Only the signed module loads; tampered and unsigned ones are rejected, also when
+    fetched by an operator's request or by a peer asked to run a module it lacks."""
     names = {m["name"] for m in world.agents["a1"].get("/api/v1/modules")["modules"]}
     assert "demo" in names
     for agent, reason in (("a2", "hash_mismatch"), ("a5", "unsigned")):
@@ -518,6 +519,23 @@ def test_signed_modules_only(world: World) -> None:
             )
     counters = world.distributed("a4")["trust"]["counters"]
     assert counters["rejected_hash_mismatch"] >= 1 and counters["rejected_unsigned"] >= 1
+    # Asked to run a module it lacks, a4 fetches it from the requester and verifies it.
+    ran = world.agents["a1"].post(
+        "/api/v1/distributed/run-remote",
+        {"peer": world.node_id("a4"), "module": "demo", "test": "Hello"},
+        timeout=120,
+    )
+    assert ran["results"][0]["message"] == "hello from a signed module", ran
+    with pytest.raises(AssertionError, match="403"):
+        world.agents["a5"].post(
+            "/api/v1/distributed/run-remote",
+            {"peer": world.node_id("a4"), "module": "unsigned", "test": "Hello"},
+            timeout=120,
+        )
+    after = world.distributed("a4")["trust"]["counters"]
+    assert after["rejected_unsigned"] > counters["rejected_unsigned"], after
+    names = {m["name"] for m in world.agents["a4"].get("/api/v1/modules")["modules"]}
+    assert "demo" in names and "unsigned" not in names
     names = {m["name"] for m in world.agents["a4"].get("/api/v1/modules")["modules"]}
     assert not {"tampered", "unsigned"} & names
 

@@ -45,6 +45,7 @@ def make_distributed_module(
         cfg, reactor, Pinger(reactor), ProcessTracer(reactor), UdpDnsClient(reactor), node
     )
     if agent is not None:
+        module.agent = agent
         events.install(agent.triggers)
         module.packages = open_store(agent.state_dir)
         if getattr(agent, "overlay", None) is not None:

@@ -26,7 +26,7 @@ from dnaagent.modules.distributed.probes import ThroughputSender, check_port
 #: Handler names on the overlay, by catalogue kind.
 HANDLERS = {
     kind: f"dna.{kind}"
-    for kind in ("ping", "traceroute", "dns", "portcheck", "throughput", "echo", "relay")
+    for kind in ("ping", "traceroute", "dns", "portcheck", "throughput", "echo", "relay", "run")
 }
 MAX_ANSWERS = 32
 PortChecker = Callable[[Any, str, str, int, float], "defer.Deferred[str]"]
@@ -90,6 +90,8 @@ class PeerHandlers:
         self.dns = dns
         self.resolvers = resolvers
         self.port_checker = port_checker
+        #: Runs a signed module's test for a peer (``run`` requests); None: refused.
+        self.module_runner: Callable[[Request, Any], Any] | None = None
         self.node: Any = None
 
     def install(self, node: Any) -> None:
@@ -121,7 +123,11 @@ class PeerHandlers:
                 self.guard.release(request)
                 return result
 
-            return d.addBoth(release)
+            def refused(failure: Any) -> Any:
+                failure.trap(Refused)
+                return refusal_answer(failure.value)
+
+            return d.addBoth(release).addErrback(refused)
 
         return handle
 
@@ -187,6 +193,12 @@ class PeerHandlers:
     async def _echo(self, request: Request, sender: Any) -> dict[str, Any]:
         node_id = getattr(self.node, "node_id", b"")
         return {"data": request.params["data"], "node": node_id.hex()}
+
+    async def _run(self, request: Request, sender: Any) -> dict[str, Any]:
+        if self.module_runner is None:
+            raise Refused("unknown_kind", "this agent runs no test modules for peers")
+        result: dict[str, Any] = await self.module_runner(request, sender)
+        return result
 
     async def _relay(self, request: Request, sender: Any) -> dict[str, Any]:
         p = request.params

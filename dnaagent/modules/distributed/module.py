@@ -33,11 +33,13 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from dnaagent.errors import DnaAgentError
 from dnaagent.guard import Guard
 from dnaagent.guard.catalogue import (
     PING_MAX_COUNT,
     THROUGHPUT_MAX_SECONDS,
     Refused,
+    Request,
     dns_name,
     port_spec,
 )
@@ -63,7 +65,8 @@ from dnaagent.modules.distributed.probes import ThroughputReceiver
 from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.modules.sysfiles import parse_resolv_conf
 from dnaagent.overlay.section import parse_address
-from dnaagent.trust.loader import ModuleStore, load_signed_modules, serve_packages
+from dnaagent.trust.loader import ModuleStore, fetch_package, load_signed_modules, serve_packages
+from dnaagent.trust.store import UntrustedPackage
 
 TESTS: tuple[TestSpec, ...] = (
     TestSpec(
@@ -107,6 +110,7 @@ PARAMETERS = {
 }
 
 PING_SLACK = 3.0
+MAX_MESSAGE = 512
 _DEBUG = LogLevel.debug
 TRACE_TIMEOUT = 25.0
 DNS_TIMEOUT = 2.0
@@ -184,13 +188,58 @@ class DistributedModule:
         self.guard = Guard(cfg.limits(), reactor)
         #: Signed module packages kept by the agent (None: no state directory).
         self.packages: ModuleStore | None = None
+        #: The agent (mediator) that runs modules for peers (None: refused).
+        self.agent: Any = None
         self.handlers = PeerHandlers(reactor, self.guard, pinger, tracer, dns, self.resolvers)
+        self.handlers.module_runner = self.run_for_peer
 
     def attach(self, node: Any) -> None:
         """Serve the peers' requests (and the kept module packages) on the overlay ``node``."""
         self.handlers.install(node)
         if self.packages is not None:
             serve_packages(node, self.packages)
+
+    async def run_for_peer(self, request: Request, sender: Any) -> dict[str, Any]:
+        """Run one test of a signed module for a peer (the ``run`` request, seed 000 §2.4).
+
+        A module this agent lacks is fetched from the requester and kept only
+        when it verifies against this agent's trust store; built-in modules
+        are not run for peers. Raises :class:`Refused`.
+        """
+        agent, store, node = self.agent, self.packages, self.node()
+        mediator = getattr(agent, "mediator", None)
+        if mediator is None or store is None or node is None:
+            raise Refused("unknown_kind", "this agent runs no test modules for peers")
+        name, test = request.params["module"], request.params["test"]
+        if name in mediator.modules and name not in store.installed():
+            raise Refused("bad_parameter", f"{name} is a built-in module, not run for peers")
+        if name not in mediator.modules:
+            try:
+                await fetch_package(node, sender.node_id, name, store)
+                module = store.make(name, self.reactor, agent)
+                mediator.register(module)
+            except UntrustedPackage as e:
+                raise Refused("untrusted_module", e.text) from None
+            except Exception as e:  # noqa: BLE001 (peer gone, import error: all refusals)
+                self.log.failure("cannot get module {name} from the requester", name=name)
+                raise Refused("untrusted_module", f"{name} could not be fetched: {e}") from None
+        try:
+            results = await mediator.run(
+                name, [test], request.params["params"], origin=f"peer {sender.node_id.hex()[:12]}"
+            )
+        except (DnaAgentError, InvalidParameters) as e:
+            raise Refused("bad_parameter", str(e)) from None
+        return {
+            "results": [
+                {
+                    "module": r.module,
+                    "test": r.test,
+                    "status": r.status.value,
+                    "message": r.message[:MAX_MESSAGE],
+                }
+                for r in results[:8]
+            ]
+        }
 
     def signed_modules(self, agent: Any = None) -> list[Any]:
         """The test modules of the kept signed packages that verify (see dnaagent.trust)."""

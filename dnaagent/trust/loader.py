@@ -26,6 +26,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from dnaagent.errors import DnaAgentError
+from dnaagent.guard.limits import TokenBuckets
 from dnaagent.trust.package import MAX_PACKAGE, Package
 from dnaagent.trust.store import TrustStore, UntrustedPackage
 
@@ -33,6 +34,8 @@ PACKAGE_SUFFIX = ".dnapkg"
 NAMESPACE = "dnaagent_ext"
 CHUNK = 4096
 GET_HANDLER = "dna.module.get"
+CHUNK_RATE = 20.0
+CHUNK_BURST = 80
 
 log = Logger()
 
@@ -168,10 +171,17 @@ class ModuleStore:
         return factory(reactor, agent)
 
 
-def serve_packages(node: Any, store: ModuleStore) -> None:
-    """Answer ``dna.module.get`` {name, offset} with a chunk of a kept package."""
+def serve_packages(node: Any, store: ModuleStore, clock: Any = None) -> None:
+    """Answer ``dna.module.get`` {name, offset} with a chunk of a kept package.
+
+    Each peer may fetch ``CHUNK_BURST`` chunks at once and ``CHUNK_RATE`` per
+    second after that (with a ``clock``; without one there is no limit).
+    """
+    buckets: TokenBuckets[bytes] = TokenBuckets(CHUNK_RATE, CHUNK_BURST)
 
     def get(body: Any, sender: Any) -> dict[str, Any]:
+        if clock is not None and not buckets.take(sender.node_id, clock.seconds()):
+            raise UntrustedPackage("rate", "too many chunk requests; slow down")
         if not isinstance(body, dict):
             raise UntrustedPackage("malformed", "the request must be a map")
         name, offset = body.get("name"), body.get("offset", 0)

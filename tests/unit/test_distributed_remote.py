@@ -196,3 +196,45 @@ def test_run_request_bounds() -> None:
     ):
         with pytest.raises(Refused):
             validate("run", body, "192.0.2.1")
+
+
+def test_partner_by_node_id_key_or_address() -> None:
+    """A partner is named by node ID, by public key (its node ID) or by address."""
+    from dnaagent.mediator.interface import InvalidParameters
+    from dnaagent.modules.distributed.module import parse_partner
+    from dnaagent.wire import node_id_for_key
+
+    key = bytes(range(32))
+    assert parse_partner("ab" * 20) == bytes.fromhex("ab" * 20)
+    assert parse_partner(key.hex()) == node_id_for_key(key)
+    assert parse_partner("192.0.2.7") == ("192.0.2.7", 4001)
+    assert parse_partner("[2001:db8::7]:4100") == ("2001:db8::7", 4100)
+    with pytest.raises(InvalidParameters):
+        parse_partner("peer.example.test")
+
+
+def test_chunk_requests_are_rate_limited(tmp_path) -> None:
+    """A peer hammering dna.module.get is refused after the burst."""
+    from twisted.internet import task
+
+    from dnaagent.trust.loader import CHUNK_BURST, serve_packages
+    from tests.unit.test_trust_packages import LoopNode
+
+    key = Ed25519PrivateKey.generate()
+    trust = TrustStore(str(tmp_path / "keys"))
+    trust.trust(key.public_key())
+    store = ModuleStore(str(tmp_path / "modules"), trust)
+    store.install(build_package("remotedemo", "1.0", DEMO, key))
+    node, clock = LoopNode(), task.Clock()
+    serve_packages(node, store, clock)
+
+    class Sender:
+        node_id = b"\x05" * 20
+
+    get = node.handlers["dna.module.get"]
+    for _ in range(CHUNK_BURST):
+        get({"name": "remotedemo", "offset": 0}, Sender())
+    with pytest.raises(Exception, match="slow down"):
+        get({"name": "remotedemo", "offset": 0}, Sender())
+    clock.advance(1)
+    assert get({"name": "remotedemo", "offset": 0}, Sender())["total"] > 0

@@ -67,6 +67,7 @@ from dnaagent.modules.sysfiles import parse_resolv_conf
 from dnaagent.overlay.section import parse_address
 from dnaagent.trust.loader import ModuleStore, fetch_package, load_signed_modules, serve_packages
 from dnaagent.trust.store import UntrustedPackage
+from dnaagent.wire import node_id_for_key
 
 TESTS: tuple[TestSpec, ...] = (
     TestSpec(
@@ -101,7 +102,8 @@ TESTS: tuple[TestSpec, ...] = (
 
 PARAMETERS = {
     "target": "DistributedPing: host to ping (IP address or name)",
-    "peers": "partners: comma-separated node IDs (40 hex) or ADDRESS[:PORT] (default: random)",
+    "peers": "partners: node IDs (40 hex), keys (64 hex) or ADDRESS[:PORT], comma-separated "
+    "(default: random)",
     "count": "DistributedPing: how many peers to ask (default: [distributed] peers)",
     "ports": "PortCheck: tcp/PORT,udp/PORT to check (default: [distributed] services)",
     "name": "DNSProxy: name to look up (default: [distributed] dns_name)",
@@ -119,13 +121,18 @@ Partner = bytes | tuple[str, int]
 
 
 def parse_partner(text: str) -> Partner:
-    """A node ID (40 hex digits) or an address; raises InvalidParameters."""
+    """A node ID (40 hex digits), a public key (64 hex digits) or an address.
+
+    A key stands for the node whose ID derives from it. Raises InvalidParameters.
+    """
     text = text.strip()
-    if len(text) == 40:
+    if len(text) in (40, 64):
         try:
-            return bytes.fromhex(text)
+            raw = bytes.fromhex(text)
         except ValueError:
             pass
+        else:
+            return raw if len(raw) == 20 else node_id_for_key(raw)
     try:
         return parse_address(text)
     except ValueError as e:
@@ -197,7 +204,7 @@ class DistributedModule:
         """Serve the peers' requests (and the kept module packages) on the overlay ``node``."""
         self.handlers.install(node)
         if self.packages is not None:
-            serve_packages(node, self.packages)
+            serve_packages(node, self.packages, self.reactor)
 
     async def run_for_peer(self, request: Request, sender: Any) -> dict[str, Any]:
         """Run one test of a signed module for a peer (the ``run`` request, seed 000 §2.4).

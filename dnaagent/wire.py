@@ -465,7 +465,8 @@ _PACKED_CACHE: dict[str, bytes] = {}
 def pack_host(host: str) -> bytes:
     """Return the packed (4- or 16-byte) form of an IP address string.
 
-    A scope (``fe80::1%eth0``) is dropped: it has no meaning for other hosts.
+    A scope (``fe80::1%eth0``) is dropped: it has no meaning for other hosts,
+    and nodes do not relay link-local contacts (see :func:`is_link_local`).
     Raises :class:`WireError` (``bad_field``) for anything but an IP address.
     """
     packed = _PACKED_CACHE.get(host)
@@ -482,6 +483,15 @@ def pack_host(host: str) -> bytes:
             _PACKED_CACHE.clear()
         _PACKED_CACHE[host] = packed
     return packed
+
+
+def is_link_local(packed: bytes) -> bool:
+    """Return whether a packed IPv6 address is link-local (``fe80::/10``).
+
+    Such an address needs its zone (``%eth0``), which :func:`pack_host` drops:
+    it is valid only on the link it was seen on and is not relayed to others.
+    """
+    return len(packed) == 16 and packed[0] == 0xFE and packed[1] & 0xC0 == 0x80
 
 
 def unpack_host(packed: bytes) -> str:

@@ -41,7 +41,16 @@ class Contact(RttEstimator):
     ``failures`` counts requests in a row it did not answer.
     """
 
-    __slots__ = ("node_id", "key", "address", "last_seen", "failures", "v6", "record")
+    __slots__ = (
+        "node_id",
+        "key",
+        "address",
+        "last_seen",
+        "failures",
+        "v6",
+        "record",
+        "link_local",
+    )
 
     def __init__(self, node_id: bytes, address: Address, last_seen: float = 0.0) -> None:
         # RttEstimator.__init__ inlined: contacts are created on hot paths.
@@ -54,12 +63,15 @@ class Contact(RttEstimator):
         self.address = address
         #: The contact's fixed-size NODES record and whether it is an IPv6 one.
         self.v6, self.record = wire.contact_record(node_id, address)
+        #: Whether the address is IPv6 link-local (not relayed to other nodes).
+        self.link_local = self.v6 and wire.is_link_local(self.record[20:36])
 
     def set_address(self, address: Address) -> None:
         """Record that the peer now uses ``address``."""
         if address != self.address:
             self.address = address
             self.v6, self.record = wire.contact_record(self.node_id, address)
+            self.link_local = self.v6 and wire.is_link_local(self.record[20:36])
 
     def as_dict(self, now: float) -> dict[str, object]:
         """Return plain data for display (``dnactl peers``) and export."""

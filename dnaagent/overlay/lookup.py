@@ -27,7 +27,9 @@ used). The lookup
   of the window: the one sharing the longest prefix with the target, then the
   lowest known round-trip time (low-latency peers among equally good ones);
 * ends when every candidate of the window has ANSWERED (the k closest known
-  nodes all answered; requests outside the window cannot change that set);
+  nodes all answered; requests outside the window cannot change that set) and
+  no SLOW request to a candidate closer than the window's end is still open
+  (it is retransmitted and its late answer may bring closer nodes);
 * ends early when the target itself answers (node lookups) or when a peer
   returns the value (value lookups). The closest peer that answered without
   the value is then :attr:`Lookup.cache_at`, where the value should be cached.
@@ -181,9 +183,11 @@ class Lookup:
                         best = c
                 if window >= self.k:
                     break
-            # A short window with slow requests still out is not complete: their
-            # late answers may bring the candidates it lacks.
-            if complete and not (slow and window < self.k):
+            # A slow request to a peer closer than the window's end still
+            # holds the end: requests are retransmitted, so its (late) answer
+            # usually comes, and may name nodes closer than any in the window.
+            # It frees its slot in the alpha in flight, though.
+            if complete and not slow:
                 self.done = True
                 return out
             if best is None or self.active >= self.alpha:

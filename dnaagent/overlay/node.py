@@ -121,6 +121,11 @@ _DEPARTED_SECONDS = 30.0
 _DEPARTED_MAX = 10_000
 #: Room left in a datagram for the envelope around a body.
 _ENVELOPE_ROOM = 200
+#: Most finished retransmitted requests remembered for their duplicate answers.
+_FINISHED_RESENT_MAX = 4096
+#: Ban log lines written per window; further bans in the window are only counted.
+_BAN_LOG_BURST = 10
+_BAN_LOG_WINDOW = 60.0
 
 Handler = Callable[[Any, Peer], Any]
 
@@ -153,6 +158,12 @@ class _Rpc:
         "on_fail",
         "on_soft",
         "timer",
+        "data",
+        "retries",
+        "gap",
+        "resend_at",
+        "soft_at",
+        "resent",
     )
 
     def __init__(
@@ -174,6 +185,16 @@ class _Rpc:
         self.on_fail = on_fail
         self.on_soft = on_soft
         self.timer: Any = None
+        #: The encoded request, sent again (same transaction ID) when no answer comes.
+        self.data = b""
+        #: Retransmissions left, and the wait before the next one (doubles each time).
+        self.retries = 0
+        self.gap = 0.0
+        self.resend_at = 0.0
+        #: When ``on_soft`` is due (``inf`` when there is none).
+        self.soft_at = float("inf")
+        #: Whether the request was sent more than once (its RTT is then ambiguous).
+        self.resent = False
 
 
 class _Endpoint(DatagramProtocol):
@@ -245,9 +266,15 @@ class OverlayNode(DatagramProtocol):
         )
         self._rtt = RttEstimator()
         self._pending: dict[int, _Rpc] = {}
+        #: Transaction IDs of finished requests that were sent more than once,
+        #: until when a further answer to them is an expected duplicate.
+        self._finished_resent: dict[int, float] = {}
         self._handlers: dict[str, Handler] = {}
         self._published: dict[bytes, dict[bytes, float]] = {}
         self._bans: dict[Any, float] = {}
+        self._ban_log_until = 0.0
+        self._ban_log_left = _BAN_LOG_BURST
+        self._ban_log_quiet = 0
         self._departed: dict[bytes, float] = {}
         self._transports: dict[str, Any] = {}
         self._single: Any = None  # the transport when there is exactly one
@@ -267,6 +294,8 @@ class OverlayNode(DatagramProtocol):
         for name in (
             "bans_total",
             "rpc_sent",
+            "rpc_retransmits",
+            "rpc_duplicate_replies",
             "rpc_timeouts",
             "send_errors",
             "lookups",
@@ -353,6 +382,10 @@ class OverlayNode(DatagramProtocol):
         data = wire.encode(
             mtype, txid, self.node_id, self._public_key, self._role_code, body, self._signer
         )
+        return self._write(address, data)
+
+    def _write(self, address: Address, data: bytes) -> bool:
+        """Send one encoded datagram; return whether it left."""
         t = self._transport_for(address)
         if t is None:
             self._counters["send_errors"] += 1
@@ -389,6 +422,8 @@ class OverlayNode(DatagramProtocol):
         timeout: float | None = None,
         soft: float | None = None,
         on_soft: Callable[[], None] | None = None,
+        retries: int | None = None,
+        resend: float | None = None,
     ) -> bool:
         """Send a request; exactly one of ``on_reply``/``on_fail`` is called later.
 
@@ -396,6 +431,12 @@ class OverlayNode(DatagramProtocol):
         sent at all; raises :class:`~dnaagent.wire.WireError` when it cannot be
         encoded (too large). ``on_soft`` is called after ``soft`` seconds without an
         answer; the request stays open until ``timeout``.
+
+        A request without an answer is sent again, with the same transaction ID,
+        up to ``retries`` times (default ``config.rpc_retries``) before the hard
+        timeout: first after ``resend`` seconds (default: the peer's adaptive RTO,
+        at least ``config.min_retransmit``), then after twice as long each time.
+        A lost datagram then costs one RTO instead of the whole request.
         """
         if not self._running or len(self._pending) >= self.config.max_pending:
             return False
@@ -404,34 +445,91 @@ class OverlayNode(DatagramProtocol):
         txid = getrandbits(32)
         while txid in pending:
             txid = getrandbits(32)
-        if not self._send(address, mtype, txid, body):
+        data = wire.encode(
+            mtype, txid, self.node_id, self._public_key, self._role_code, body, self._signer
+        )
+        if not self._write(address, data):
             return False
+        cfg = self.config
         now = self._clock.seconds()
         rpc = _Rpc(txid, address, node_id, now, on_reply, on_fail, on_soft)
-        hard = self.config.rpc_timeout if timeout is None else timeout
+        hard = cfg.rpc_timeout if timeout is None else timeout
         rpc.hard_at = now + hard
-        if on_soft is not None and soft is not None and soft < hard:
-            rpc.timer = self._clock.callLater(soft, self._soft_expired, rpc)
-        else:
+        if on_soft is None or soft is None or soft >= hard:
             rpc.on_soft = None
-            rpc.timer = self._clock.callLater(hard, self._rpc_expired, rpc)
+        else:
+            rpc.soft_at = now + soft
+        rpc.retries = cfg.rpc_retries if retries is None else retries
+        if rpc.retries > 0:
+            if resend is None:
+                if node_id is not None:
+                    resend = self._soft_timeout_for(node_id)
+                else:
+                    resend = self._rtt.timeout(cfg.initial_rto, cfg.min_rto, cfg.max_rto)
+                resend = min(max(resend, cfg.min_retransmit), hard / (rpc.retries + 2))
+            if resend < hard:
+                rpc.data = data
+                rpc.gap = resend
+                rpc.resend_at = now + resend
+            else:
+                rpc.retries = 0
+        self._arm(rpc, now)
         pending[txid] = rpc
         self._counters["rpc_sent"] += 1
         return True
 
-    def _soft_expired(self, rpc: _Rpc) -> None:
+    def _arm(self, rpc: _Rpc, now: float) -> None:
+        """Set the request's timer to its next event: soft timeout, resend or hard timeout."""
+        at = rpc.hard_at
+        if rpc.retries > 0 and rpc.resend_at < at:
+            at = rpc.resend_at
+        if rpc.on_soft is not None and rpc.soft_at < at:
+            at = rpc.soft_at
+        if at < rpc.hard_at:
+            rpc.timer = self._clock.callLater(max(at - now, 0.0), self._rpc_tick, rpc)
+        else:
+            rpc.data = b""
+            rpc.timer = self._clock.callLater(max(at - now, 0.0), self._rpc_expired, rpc)
+
+    def _rpc_tick(self, rpc: _Rpc) -> None:
+        """No answer yet: send the request again when due, call the soft handler when due."""
         now = self._clock.seconds()
-        rpc.timer = self._clock.callLater(max(rpc.hard_at - now, 0.0), self._rpc_expired, rpc)
-        on_soft, rpc.on_soft = rpc.on_soft, None
+        if rpc.retries > 0 and now >= rpc.resend_at and self._running:
+            rpc.retries -= 1
+            if self._write(rpc.address, rpc.data):
+                rpc.resent = True
+                self._counters["rpc_retransmits"] += 1
+            # Back off (double the wait), but keep room for the copies left.
+            rpc.gap = min(rpc.gap * 2, (rpc.hard_at - now) / (rpc.retries + 1))
+            rpc.resend_at = now + rpc.gap
+        on_soft = rpc.on_soft
+        if on_soft is not None and now >= rpc.soft_at:
+            rpc.on_soft = None
+        else:
+            on_soft = None
+        if self._pending.get(rpc.txid) is rpc:
+            self._arm(rpc, now)
         if on_soft is not None:
             try:
                 on_soft()
             except Exception:
                 log.failure("soft timeout handler failed")
 
+    def _remember_resent(self, rpc: _Rpc, now: float) -> None:
+        """Keep a resent request's ID a while: more answers to its copies may come."""
+        finished = self._finished_resent
+        if len(finished) >= _FINISHED_RESENT_MAX:
+            for txid in [t for t, until in finished.items() if until <= now]:
+                del finished[txid]
+            while len(finished) >= _FINISHED_RESENT_MAX:
+                del finished[next(iter(finished))]
+        finished[rpc.txid] = now + self.config.rpc_timeout
+
     def _rpc_expired(self, rpc: _Rpc) -> None:
         if self._pending.pop(rpc.txid, None) is None:
             return
+        if rpc.resent:
+            self._remember_resent(rpc, self._clock.seconds())
         self._counters["rpc_timeouts"] += 1
         if rpc.node_id is not None:
             self.routing_table.failed(rpc.node_id)
@@ -528,16 +626,40 @@ class OverlayNode(DatagramProtocol):
             self._counters["bans_total"] += 1
             while len(bans) >= self.config.max_bans:
                 del bans[next(iter(bans))]
+            self._log_ban(addr, reason)
+            contact = self.routing_table.find_address(addr)
+            if contact is not None:
+                self.routing_table.remove(contact.node_id)
+        bans[addr] = self._clock.seconds() + self.config.ban_seconds
+
+    def _log_ban(self, addr: Address, reason: str) -> None:
+        """Log a ban, at most ``_BAN_LOG_BURST`` lines a minute, then one summary.
+
+        A sender spoofing many source addresses would otherwise fill the log
+        and spend the agent's CPU on it; the counters keep the full count.
+        """
+        now = self._clock.seconds()
+        if now >= self._ban_log_until:
+            if self._ban_log_quiet:
+                log.info(
+                    "{count} more address(es) banned without a log line in the last minute",
+                    count=self._ban_log_quiet,
+                )
+            self._ban_log_until = now + _BAN_LOG_WINDOW
+            self._ban_log_left = _BAN_LOG_BURST
+            self._ban_log_quiet = 0
+        if self._ban_log_left > 0:
+            self._ban_log_left -= 1
             log.info(
                 "banning {addr} for {seconds:g} s: {reason}",
                 addr=addr,
                 reason=reason,
                 seconds=self.config.ban_seconds,
             )
-            contact = self.routing_table.find_address(addr)
-            if contact is not None:
-                self.routing_table.remove(contact.node_id)
-        bans[addr] = self._clock.seconds() + self.config.ban_seconds
+            if not self._ban_log_left:
+                log.info("further bans this minute are counted, not logged")
+        else:
+            self._ban_log_quiet += 1
 
     def _expire_bans(self, now: float) -> None:
         for addr in [a for a, until in self._bans.items() if until <= now]:
@@ -570,6 +692,12 @@ class OverlayNode(DatagramProtocol):
 
     def _on_reply(self, msg: Message, addr: Address) -> None:
         rpc = self._pending.get(msg.txid)
+        if rpc is None and self._finished_resent:
+            until = self._finished_resent.get(msg.txid)
+            if until is not None and until > self._clock.seconds():
+                # An answer to another copy of a retransmitted request: expected.
+                self._counters["rpc_duplicate_replies"] += 1
+                return
         if rpc is None or (
             msg.sender_id != rpc.node_id if rpc.node_id is not None else addr != rpc.address
         ):
@@ -578,10 +706,16 @@ class OverlayNode(DatagramProtocol):
         del self._pending[msg.txid]
         rpc.timer.cancel()
         now = self._clock.seconds()
+        if rpc.resent:
+            self._remember_resent(rpc, now)
         rtt = now - rpc.sent
-        self._rtt.observe(rtt)
+        # Karn's rule: the answer to a request sent twice may answer either copy,
+        # so its round-trip time is not measured.
+        sample = None if rpc.resent else rtt
+        if sample is not None:
+            self._rtt.observe(sample)
         if msg.role == ROLE_CORE:
-            self._saw(msg.sender_id, addr, rtt)
+            self._saw(msg.sender_id, addr, sample)
         try:
             rpc.on_reply(msg, rtt)
         except Exception:
@@ -600,8 +734,11 @@ class OverlayNode(DatagramProtocol):
         closest = self.routing_table.closest(
             int.from_bytes(target, "big"), self.config.k, exclude=exclude, ordered=False
         )
+        # A link-local (fe80::/10) address means nothing on the asker's link:
+        # such contacts are kept for the node's own use but never relayed.
         return wire.nodes_body(
-            [c.record for c in closest if not c.v6], [c.record for c in closest if c.v6]
+            [c.record for c in closest if not c.v6],
+            [c.record for c in closest if c.v6 and not c.link_local],
         )
 
     def _on_find_node(self, msg: Message, addr: Address) -> None:
@@ -711,8 +848,9 @@ class OverlayNode(DatagramProtocol):
     def _query(self, lk: Lookup, d: Deferred[Lookup], cand: Candidate) -> bool:
         node_id = cand.node_id
         # The searched node is the only one that can end a node lookup: when
-        # it is slow, a second (hedged) request goes to it early, so that one
-        # delayed datagram does not decide the lookup's duration.
+        # it is slow, the request is sent again early (after srtt + rttvar instead
+        # of the RTO) and more often, so that a delayed or lost datagram does not
+        # decide the lookup's duration or its outcome.
         is_target = cand.dist == 0 and not lk.find_value
 
         def on_reply(msg: Message, rtt: float) -> None:
@@ -730,11 +868,12 @@ class OverlayNode(DatagramProtocol):
 
         def on_soft() -> None:
             self._lookup_send(lk, d, lk.soft_timeout(node_id))
-            if is_target and not lk.done:
-                self._rpc(cand.address, FIND_NODE, lk.target, node_id, on_reply, _ignore_failure)
 
+        resend = retries = None
         if is_target:
-            soft = self._hedge_delay_for(node_id)
+            soft = resend = self._hedge_delay_for(node_id)
+            # Its answer alone ends the lookup: two more copies than other requests.
+            retries = self.config.rpc_retries + 2
         else:
             soft = self._soft_timeout_for(node_id)
         return self._rpc(
@@ -746,6 +885,8 @@ class OverlayNode(DatagramProtocol):
             on_fail,
             soft=soft,
             on_soft=on_soft,
+            resend=resend,
+            retries=retries,
         )
 
     def _contacts_of(self, lk: Lookup) -> list[Contact]:
@@ -847,9 +988,19 @@ class OverlayNode(DatagramProtocol):
                     b = table.buckets[i]
                     if b is None or len(b.contacts) < table.k:
                         lookups.append(self._lookup(table.random_id_in_bucket(i, self._rng)))
-            return DeferredList(lookups, consumeErrors=True).addCallback(
-                lambda _: len(self.routing_table)
-            )
+            return DeferredList(lookups, consumeErrors=True).addCallback(joined)
+
+        def joined(_: object) -> int:
+            # Nodes near this one that joined at the same time were not yet known
+            # to the nodes it asked (a lossy network makes joins slower and such
+            # overlaps likelier): one more self-lookup a little later finds them,
+            # long before the periodic neighbour refresh.
+            delay = self.config.join_recheck_delay
+            if delay > 0 and self._running:
+                self._timers["join_recheck"] = self._clock.callLater(
+                    delay * self._rng.uniform(0.75, 1.25), self._refresh_neighbours
+                )
+            return len(self.routing_table)
 
         return self._lookup(self.node_id).addCallback(refresh)
 
@@ -1065,6 +1216,9 @@ class OverlayNode(DatagramProtocol):
                 on_reply,
                 d.errback,
                 timeout=self.config.app_timeout if timeout is None else timeout,
+                # Handlers need not be idempotent and the receiver keeps no
+                # record of answered requests: an application request is sent once.
+                retries=0,
             )
         except WireError as e:
             return fail(e)
@@ -1134,6 +1288,8 @@ class OverlayNode(DatagramProtocol):
         self._expire_bans(now)
         for node_id in [n for n, until in self._departed.items() if until <= now]:
             del self._departed[node_id]
+        for txid in [t for t, until in self._finished_resent.items() if until <= now]:
+            del self._finished_resent[txid]
 
     def _refresh_neighbours(self) -> None:
         if len(self.routing_table):

@@ -20,8 +20,10 @@ Policy:
 * Replacements are chosen by measured round-trip time first, recency second
   (the "prefer low-latency neighbours" rule of the DNA paper), among peers that
   were heard from directly.
-* A contact that fails ``max_failures`` requests in a row is evicted (after a
-  single failure when a replacement is waiting).
+* A contact that fails ``max_failures`` requests in a row is evicted, even
+  when a replacement is waiting: requests are retransmitted, so one failure
+  may still be bad luck on a lossy link, and evicting the closest neighbours
+  on it would cost more than a slow eviction of a dead one.
 * Stub nodes are never inserted: the caller filters them by role.
 """
 
@@ -253,8 +255,7 @@ class RoutingTable:
         """Record that ``node_id`` did not answer a request.
 
         Evicts it (and promotes a replacement) after ``max_failures`` failures
-        in a row, after one when a replacement is waiting, or at once with
-        ``evict``. Returns whether it was evicted.
+        in a row, or at once with ``evict``. Returns whether it was evicted.
         """
         c = self._index.get(node_id)
         if c is None:
@@ -262,7 +263,7 @@ class RoutingTable:
         c.failures += 1
         b = self.buckets[(self.own_key ^ c.key).bit_length() - 1]
         assert b is not None
-        if evict or c.failures >= self.max_failures or b.replacements:
+        if evict or c.failures >= self.max_failures:
             self._evict(b, c)
             return True
         return False

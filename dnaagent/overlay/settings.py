@@ -26,6 +26,12 @@ class OverlayConfig:
     alpha: int = 3
     #: Hard timeout of one overlay request (seconds).
     rpc_timeout: float = 2.0
+    #: Times a request without an answer is sent again (same transaction ID)
+    #: before the hard timeout; the first after the adaptive RTO, then doubling.
+    rpc_retries: int = 2
+    #: Shortest wait before the first retransmission (seconds): a peer whose few
+    #: RTT samples were all short is not flooded with copies of every request.
+    min_retransmit: float = 0.25
     #: Soft timeout of a request to a peer without RTT samples (seconds).
     initial_rto: float = 1.0
     #: Bounds of the adaptive soft timeout ``srtt + 4 * rttvar`` (seconds).
@@ -39,6 +45,9 @@ class OverlayConfig:
     bucket_refresh_interval: float = 3600.0
     #: The node looks itself up this often to keep its neighbourhood fresh (seconds).
     neighbour_refresh_interval: float = 600.0
+    #: After joining, the node looks itself up once more this much later, to
+    #: find neighbours that joined at the same time (seconds; 0 turns it off).
+    join_recheck_delay: float = 30.0
     #: The closest neighbours not heard from for this long are pinged, and
     #: evicted after two missed pings in a row (seconds; 0 turns it off).
     neighbour_check_interval: float = 60.0
@@ -76,7 +85,8 @@ class OverlayConfig:
         if self.role not in ("core", "stub"):
             raise ValueError(f"role must be core or stub, not {self.role!r}")
         positive = (
-            "k alpha rpc_timeout initial_rto min_rto max_rto max_failures bucket_refresh_interval "
+            "k alpha rpc_timeout min_retransmit initial_rto min_rto max_rto max_failures "
+            "bucket_refresh_interval "
             "neighbour_refresh_interval republish_interval default_ttl cache_ttl max_value_size "
             "max_values_per_key max_keys_per_peer max_store_values max_store_bytes ban_seconds "
             "max_bans discovery_interval app_timeout max_pending"
@@ -84,6 +94,10 @@ class OverlayConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.join_recheck_delay < 0:
+            raise ValueError("join_recheck_delay must not be negative")
+        if self.rpc_retries < 0:
+            raise ValueError("rpc_retries must not be negative")
         if self.neighbour_check_interval < 0 or self.neighbour_check_count < 0:
             raise ValueError("neighbour checks need non-negative settings")
         if not 0 <= self.port <= 65535:

@@ -13,6 +13,7 @@ on each of them.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -123,15 +124,37 @@ def discovery_addresses(port: int, *, ipv4: bool = True, ipv6: bool = True) -> l
             continue
         has_v6 = False
         for a in entries:
-            if a.family == socket.AF_INET and ipv4 and a.broadcast:
-                target = (a.broadcast, port)
-                if target not in out:
-                    out.append(target)
+            if a.family == socket.AF_INET and ipv4:
+                bcast = _broadcast_of(a)
+                if bcast is not None and (bcast, port) not in out:
+                    out.append((bcast, port))
             elif a.family == socket.AF_INET6:
                 has_v6 = True
         if ipv6 and has_v6:
             out.append((f"{IPV6_ALL_NODES}%{name}", port))
     return out
+
+
+def _broadcast_of(entry: Any) -> str | None:
+    """Return the IPv4 broadcast address of one interface address, if it has one.
+
+    The configured one when the interface reports it; else the subnet's last
+    address (an address added without ``brd`` reports itself as its broadcast
+    address, while the kernel still routes the subnet broadcast). None for /31,
+    /32 and point-to-point links.
+    """
+    address = str(entry.address)
+    if entry.broadcast and entry.broadcast != address:
+        return str(entry.broadcast)
+    if not entry.netmask or getattr(entry, "ptp", None):
+        return None
+    try:
+        network = ipaddress.IPv4Interface(f"{address}/{entry.netmask}").network
+    except ValueError:
+        return None
+    if network.prefixlen > 30:
+        return None
+    return str(network.broadcast_address)
 
 
 def _is_loopback(name: str, entries: list[Any]) -> bool:

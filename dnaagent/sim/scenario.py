@@ -290,7 +290,11 @@ class Scenario:
             p = live[self.rng_work.randrange(len(live))]
             if p.joined or not joined:
                 return p
-        return None
+        # Few nodes have joined yet (joins are slow on a lossy network): pick among
+        # them rather than return None, which would make the newcomer start a
+        # separate overlay of its own.
+        ready = [p for p in live if p.joined or not joined]
+        return self.rng_work.choice(ready) if ready else None
 
     def _spawn(self) -> Peer:
         """A churn arrival: a new node joins through a random live node."""

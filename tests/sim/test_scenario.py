@@ -57,11 +57,6 @@ def test_maintenance_traffic_is_counted(churn_30: ScenarioResult) -> None:
     assert r.events > 10_000 and r.events_per_cpu_s > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the overlay does not retransmit: a lookup fails when the one request to the "
-    "searched node (or its answer) is lost",
-)
 def test_lookups_survive_message_loss() -> None:
     """With 20 % of all messages lost, lookups for live nodes still succeed."""
     r = run_scenario(small(loss=0.2, maintenance_window=0.0, warmup=300.0))

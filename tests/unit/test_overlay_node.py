@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 
 from dnaagent import wire
 from dnaagent.overlay import (
+    Contact,
     Identity,
     JoinError,
     NotRunning,
@@ -437,14 +438,18 @@ def test_silent_dead_neighbours_are_evicted_within_minutes() -> None:
     live = [n for n in net.nodes if n is not victim]
     sizes = {n.node_id: len(n.routing_table) - (victim.node_id in n.routing_table) for n in live}
     net.net.crash(net.addr(victim))
-    before = sum(n.counters["messages_out"] for n in net.nodes)
+    before = sum(n.counters["rpc_sent"] for n in net.nodes)
+    copies = sum(n.counters["messages_out"] for n in net.nodes)
     for _ in range(150):
         net.clock.advance(1)
     assert all(victim.node_id not in n.routing_table for n in watchers)
     assert all(len(n.routing_table) >= sizes[n.node_id] for n in live)
-    # Two and a half minutes of checks cost a few pings per node, not a flood.
-    sent = sum(n.counters["messages_out"] for n in net.nodes) - before
+    # Two and a half minutes of checks cost a few pings per node, not a flood;
+    # each unanswered ping is sent at most 1 + rpc_retries times.
+    sent = sum(n.counters["rpc_sent"] for n in net.nodes) - before
     assert sent < 8 * 5 * 3 * 2
+    copies = sum(n.counters["messages_out"] for n in net.nodes) - copies
+    assert copies < 8 * 5 * 3 * 2 * 3
 
 
 def test_slow_target_gets_a_hedged_request() -> None:
@@ -472,3 +477,149 @@ def test_slow_target_gets_a_hedged_request() -> None:
     found = net.result(a.find(t.node_id))
     assert dropped and found is not None and found.node_id == t.node_id
     assert net.clock.seconds() - start < 0.2  # not the 2 s hard timeout
+
+
+def _lose(net: Net, should_lose: Any) -> list[bytes]:
+    """Drop the datagrams for which ``should_lose(src, dst, data)`` is true; return them."""
+    lost: list[bytes] = []
+    deliver = net.net._schedule
+
+    def schedule(src: Any, dst: Any, data: bytes) -> None:
+        if should_lose(src, dst, data):
+            lost.append(data)
+            return
+        deliver(src, dst, data)
+
+    net.net._schedule = schedule  # type: ignore[method-assign]
+    return lost
+
+
+def test_lost_request_is_retransmitted_with_the_same_transaction_id() -> None:
+    """A lost ping is sent again before the hard timeout and the ping succeeds."""
+    net = Net(2, rpc_timeout=2.0)
+    a, b = net.nodes
+    net.result(b.join([net.addr(a)]))
+    lost = _lose(
+        net,
+        lambda src, dst, data: (
+            dst == net.addr(b)
+            and wire.decode(data, verify=False).type == wire.PING
+            and len(lost) < 2
+        ),
+    )
+    start = net.clock.seconds()
+    assert net.result(a.ping(net.addr(b)), seconds=3) == b.node_id
+    assert len(lost) == 2
+    assert net.clock.seconds() - start < 2.0
+    c = a.counters
+    assert c["rpc_retransmits"] == 2 and c["rpc_timeouts"] == 0
+    txids = {wire.decode(d, verify=False).txid for d in lost}
+    assert len(txids) == 1  # the copies share the transaction ID
+
+
+def test_retransmission_stops_at_the_hard_timeout_and_duplicates_are_dropped() -> None:
+    """A dead peer gets 1 + rpc_retries copies; a late duplicate answer is only counted."""
+    net = Net(2, rpc_timeout=1.0, rpc_retries=2)
+    a, b = net.nodes
+    net.result(b.join([net.addr(a)]))
+    net.net.crash(net.addr(b))
+    out_before = a.counters["messages_out"]
+    d = a.ping(net.addr(b), b.node_id)
+    with pytest.raises(RequestTimeout):
+        net.result(d, seconds=2)
+    assert a.counters["messages_out"] - out_before == 3
+    assert a.counters["rpc_retransmits"] == 2 and a.counters["rpc_timeouts"] == 1
+
+
+def test_application_requests_are_not_retransmitted() -> None:
+    """Application handlers need not be idempotent: their requests are sent once."""
+    net = Net(2, rpc_timeout=1.0)
+    a, b = net.nodes
+    net.result(b.join([net.addr(a)]))
+    net.net.crash(net.addr(b))
+    before = a.counters["messages_out"]
+    with pytest.raises(RequestTimeout):
+        net.result(a.request(net.addr(b), "echo", 1, timeout=1.0), seconds=2)
+    assert a.counters["messages_out"] - before == 1
+
+
+def test_one_failed_request_does_not_evict_a_neighbour_with_replacements() -> None:
+    """Contacts survive a single failed request even when a replacement waits."""
+    net = Net(2, rpc_timeout=0.5, max_failures=2)
+    a, b = net.nodes
+    net.result(b.join([net.addr(a)]))
+    table = a.routing_table
+    bucket = table.buckets[table.bucket_index(int.from_bytes(b.node_id, "big"))]
+    assert bucket is not None
+    spare = (int.from_bytes(b.node_id, "big") ^ 1).to_bytes(20, "big")
+    bucket.replacements[spare] = Contact(spare, ("192.0.2.99", PORT))
+    _lose(net, lambda src, dst, data: dst == net.addr(b))
+    with pytest.raises(RequestTimeout):
+        net.result(a.ping(net.addr(b), b.node_id), seconds=2)
+    assert b.node_id in table
+    with pytest.raises(RequestTimeout):
+        net.result(a.ping(net.addr(b), b.node_id), seconds=2)
+    assert b.node_id not in table and spare in table
+
+
+def test_ban_log_lines_are_rate_limited() -> None:
+    """Past a burst, bans are counted but not logged, and a summary follows."""
+    from twisted.logger import globalLogPublisher
+
+    from dnaagent.overlay import node as node_module
+
+    net = Net(1, ban_seconds=600)
+    node = net.nodes[0]
+    lines: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == node_module.log.namespace:
+            lines.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        for i in range(100):
+            send = raw_sender(net.net, (f"198.51.100.{i + 1}", PORT))
+            send(b"\x01\x01\xc1" + bytes(64), net.addr(node))
+        net.run(0.1)
+        assert node.counters["bans_total"] == 100
+        burst = len(lines)
+        assert burst <= node_module._BAN_LOG_BURST + 1
+        net.clock.advance(node_module._BAN_LOG_WINDOW)
+        raw_sender(net.net, ("203.0.113.1", PORT))(b"\x01\x01\xc1" + bytes(64), net.addr(node))
+        net.run(0.1)
+        summaries = [e for e in lines[burst:] if "count" in e]
+        assert summaries and summaries[0]["count"] == 100 - node_module._BAN_LOG_BURST
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+def test_link_local_contacts_are_not_relayed() -> None:
+    """A fe80:: contact (valid only on its own link) stays out of NODES answers."""
+    net = Net(1)
+    node = net.nodes[0]
+    now = net.clock.seconds()
+    ll = (0xAA << 152).to_bytes(20, "big")
+    glob = (0xAB << 152).to_bytes(20, "big")
+    v4 = (0xAC << 152).to_bytes(20, "big")
+    node.routing_table.seen(ll, ("fe80::1%eth0", PORT), now)
+    node.routing_table.seen(glob, ("2001:db8::7", PORT), now)
+    node.routing_table.seen(v4, ("192.0.2.7", PORT), now)
+    contact = node.routing_table.get(ll)
+    assert contact is not None and contact.link_local
+    body = node._nodes_body(ll, bytes(20))
+    relayed = {nid for nid, _ in wire.iter_contacts(body)}
+    assert relayed == {glob, v4}
+
+
+def test_answers_to_both_copies_of_a_slow_request_are_not_drops() -> None:
+    """A slow peer answers the request and its copy: the second answer is a duplicate."""
+    net = Net(2, delay=0.3, rpc_timeout=2.0)
+    a, b = net.nodes
+    assert net.result(a.ping(net.addr(b)), seconds=3) == b.node_id
+    net.run(1.5)
+    c = a.counters
+    assert c["rpc_retransmits"] == 1
+    assert c["rpc_duplicate_replies"] == 1 and c["dropped"] == 0
+    contact = a.routing_table.get(b.node_id)
+    assert contact is not None and contact.srtt is None  # Karn: no ambiguous sample

@@ -87,8 +87,8 @@ def test_dead_oldest_is_replaced_by_lowest_rtt_replacement() -> None:
     assert bucket is not None and set(bucket.replacements) == {slow, unknown}
 
 
-def test_failures_evict_after_max_or_when_replacement_waits() -> None:
-    """Without replacements a contact survives max_failures-1 failures."""
+def test_failures_evict_only_after_max_even_when_replacement_waits() -> None:
+    """A contact survives max_failures-1 failures in a row, replacement waiting or not."""
     t = RoutingTable(OWN, k=2, max_failures=2)
     a, b, c = _in_bucket(40, 3)
     t.seen(a, _addr(1), 0)
@@ -98,8 +98,14 @@ def test_failures_evict_after_max_or_when_replacement_waits() -> None:
     assert a not in t
     t.seen(a, _addr(1), 1)
     t.seen(c, _addr(3), 1)  # bucket full again: c waits as a replacement
-    assert t.failed(b)  # one failure is enough now
+    assert not t.failed(b)  # one failure is not enough, even with c waiting
+    t.seen(b, _addr(2), 2)  # an answer resets the count
+    assert not t.failed(b)
+    assert t.failed(b)
     assert c in t and b not in t
+    t.seen(a, _addr(1), 3)  # a waits as a replacement again
+    assert t.failed(c, evict=True)  # evict=True (failed liveness check) is immediate
+    assert a in t
 
 
 def test_remove_and_find_address() -> None:

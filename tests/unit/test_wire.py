@@ -212,3 +212,13 @@ def test_contacts_round_trip_ipv4_and_ipv6() -> None:
     assert decoded == expected
     with pytest.raises(WireError):
         wire.pack_host("not-an-ip")
+
+
+def test_link_local_addresses_are_recognised() -> None:
+    """fe80::/10 is link-local (its zone is dropped when packed); others are not."""
+    assert wire.pack_host("fe80::1%eth0") == wire.pack_host("fe80::1")
+    assert wire.is_link_local(wire.pack_host("fe80::1%eth0"))
+    assert wire.is_link_local(wire.pack_host("febf::1"))
+    assert not wire.is_link_local(wire.pack_host("fec0::1"))
+    assert not wire.is_link_local(wire.pack_host("2001:db8::1"))
+    assert not wire.is_link_local(wire.pack_host("192.0.2.1"))

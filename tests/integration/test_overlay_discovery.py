@@ -210,19 +210,12 @@ def test_agents_discover_each_other_on_the_link(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="IPv4 discovery sends to 255.255.255.255, which Linux refuses to route "
-    "(ENETUNREACH) when no default route exists: agents on a router-less LAN stay alone",
-)
 def test_ipv4_discovery_without_a_default_route(lab: Lab, fleet: AgentFleet) -> None:
     """Two IPv4-only agents on a link without any router still find each other.
 
-    A LAN without a gateway is the plainest plug-and-play case. Today the
-    announcement fails to send (counted in ``send_errors``) and the agents never
-    meet; the test is expected to fail until announcements go out per interface
-    (e.g. to each interface's directed broadcast address).
+    A LAN without a gateway is the plainest plug-and-play case: the limited
+    broadcast 255.255.255.255 cannot be sent there (no route covers it), so the
+    agents announce to each interface's directed broadcast address instead.
     """
     nodes = _build_link(lab, count=2, default_route=False)
     agents = [

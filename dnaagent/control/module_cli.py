@@ -55,13 +55,13 @@ def add_module_parser(sub: argparse._SubParsersAction, parents: list | None = No
     q = actions.add_parser("verify", help="check a package's files and signature")
     q.add_argument("package")
     q.add_argument("--trust-dir", help="directory of trusted keys (default STATE/trusted_keys)")
-    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    q.add_argument("--state-dir", default=argparse.SUPPRESS, help="the agent's state directory")
     q = actions.add_parser("install", help="verify a package and keep it for the agent")
     q.add_argument("package")
-    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    q.add_argument("--state-dir", default=argparse.SUPPRESS, help="the agent's state directory")
     q = actions.add_parser("trust", help="trust a publisher's public key")
     q.add_argument("public_key")
-    q.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    q.add_argument("--state-dir", default=argparse.SUPPRESS, help="the agent's state directory")
 
 
 def _read(path: str) -> bytes:
@@ -69,8 +69,17 @@ def _read(path: str) -> bytes:
         return f.read(MAX_PACKAGE + 1)
 
 
-def cmd_module(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run one ``dnactl module`` action; returns the exit status (0 ok, 1 rejected, 2 usage)."""
+def cmd_module(
+    args: argparse.Namespace,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    default_state_dir: str = DEFAULT_STATE_DIR,
+) -> int:
+    """Run one ``dnactl module`` action; returns the exit status (0 ok, 1 rejected, 2 usage).
+
+    The state directory is ``--state-dir`` (before or after ``module``), else
+    ``default_state_dir`` (dnactl passes the configured ``[agent] state_dir``).
+    """
     action = args.module_command
     try:
         if action == "keygen":
@@ -94,7 +103,7 @@ def cmd_module(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
                 file=out,
             )
             return 0
-        state = os.path.abspath(args.state_dir)
+        state = os.path.abspath(getattr(args, "state_dir", None) or default_state_dir)
         trust = TrustStore(getattr(args, "trust_dir", None) or os.path.join(state, TRUST_DIR))
         if action == "trust":
             kid = trust.trust(load_public_key(args.public_key))
@@ -137,11 +146,15 @@ DISTRIBUTED_TESTS = {
 }
 
 
-def parse_distributed_run(words: list[str]) -> tuple[list[str], dict[str, str]]:
+def parse_distributed_run(
+    words: list[str], rest: list[str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """``ping --target X`` or ``throughput --peer ID --seconds 5`` into tests and params.
 
     For ``dnactl run distributed WORD [options]``; raises ``SystemExit`` (via
-    argparse) with a usage message on bad input.
+    argparse) with a usage message on bad input. With a ``rest`` list, options
+    this parser does not know (``--json``, ``--api``) are appended to it
+    instead of being refused.
     """
     parser = argparse.ArgumentParser(
         prog="dnactl run distributed",
@@ -161,7 +174,11 @@ def parse_distributed_run(words: list[str]) -> tuple[list[str], dict[str, str]]:
     parser.add_argument("--name", help="dns: name to look up")
     parser.add_argument("--seconds", type=int, help="throughput: duration (1-30 s)")
     parser.add_argument("--rate", type=float, metavar="MBIT", help="throughput: rate ceiling")
-    args = parser.parse_args(words)
+    if rest is None:
+        args = parser.parse_args(words)
+    else:
+        args, unknown = parser.parse_known_args(words)
+        rest.extend(unknown)
     params: dict[str, str] = {}
     for key, value in (
         ("target", args.target),
@@ -179,3 +196,22 @@ def parse_distributed_run(words: list[str]) -> tuple[list[str], dict[str, str]]:
     if args.test == "relay" and "peers" not in params:
         parser.error("relay needs --peer ID|ADDRESS (the agent to reach)")
     return [DISTRIBUTED_TESTS[args.test]], params
+
+
+def rewrite_distributed_run(argv: list[str]) -> list[str]:
+    """``run distributed WORD OPTIONS`` in dnactl's argv as ``run distributed --tests T --param``.
+
+    Other command lines are returned unchanged, so that dnactl's ``main`` can
+    call this first: ``argv = rewrite_distributed_run(argv)``.
+    """
+    for i in range(len(argv) - 2):
+        if argv[i] == "run" and argv[i + 1] == "distributed":
+            if argv[i + 2] not in DISTRIBUTED_TESTS:
+                return argv
+            rest: list[str] = []
+            tests, params = parse_distributed_run(argv[i + 2 :], rest)
+            out = argv[: i + 2] + ["--tests", ",".join(tests)]
+            for key, value in params.items():
+                out += ["--param", f"{key}={value}"]
+            return out + rest
+    return argv

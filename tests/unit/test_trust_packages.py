@@ -212,3 +212,24 @@ def test_dnactl_run_distributed_words() -> None:
         parse_distributed_run(["ping"])
     with pytest.raises(SystemExit):
         parse_distributed_run(["shell"])
+
+
+def test_dnactl_argv_rewrite() -> None:
+    """dnactl's argv for ``run distributed ping`` becomes the generic run command."""
+    from dnaagent.control.module_cli import rewrite_distributed_run
+
+    argv = ["--timeout", "9", "run", "distributed", "ping", "--target", "192.0.2.7", "--json"]
+    assert rewrite_distributed_run(argv) == [
+        "--timeout",
+        "9",
+        "run",
+        "distributed",
+        "--tests",
+        "DistributedPing",
+        "--param",
+        "target=192.0.2.7",
+        "--json",
+    ]
+    same = ["run", "distributed", "--tests", "Relay"]
+    assert rewrite_distributed_run(same) == same
+    assert rewrite_distributed_run(["status"]) == ["status"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from dnaagent import schema
 from dnaagent.errors import ConfigError
+from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.overlay.section import OverlaySection
 from dnaagent.schema import Check, key
 from dnaagent.snmp.agentx.settings import AgentxSection
@@ -143,6 +144,7 @@ class Config:
     notifications: NotifySection = field(default_factory=NotifySection)
     agentx: AgentxSection = field(default_factory=AgentxSection)
     local: LocalSection = field(default_factory=LocalSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """Return the configuration as nested plain dictionaries."""

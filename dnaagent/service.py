@@ -25,6 +25,7 @@ from dnaagent import __version__
 from dnaagent.config import CONTROL_FILE, Config
 from dnaagent.control.agent_routes import install_agent_routes
 from dnaagent.control.api import JsonApi, make_site
+from dnaagent.control.distributed_routes import install_distributed_routes
 from dnaagent.control.overlay_routes import install_overlay_routes
 from dnaagent.errors import DnaAgentError, StoreError
 from dnaagent.mediator.interface import ITestModule
@@ -96,7 +97,7 @@ class AgentService(MultiService):
         )
         modules = self._modules
         if modules is None:
-            modules = load_modules(self.config, self.reactor)
+            modules = load_modules(self.config, self.reactor, self)
         for module in modules:
             self.mediator.register(module)
         if self.config.schedule.enabled:
@@ -119,6 +120,10 @@ class AgentService(MultiService):
             self.overlay_service.prepare()
             self.overlay_service.setServiceParent(self)
             self.overlay = self.overlay_service.node
+            for module in modules:
+                attach = getattr(module, "attach", None)
+                if attach is not None:
+                    attach(self.overlay)  # the distributed module serves its peers
         if self.config.snmp.enabled or self.config.agentx.enabled:
             # One MIB tree and write registry, served by the embedded agent
             # and/or the AgentX subagent.
@@ -144,6 +149,7 @@ class AgentService(MultiService):
         self.notifications.setServiceParent(self)
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
+        install_distributed_routes(self.api, self)
 
     def _listen_control(self) -> None:
         host, port = self.config.control.host, self.config.control.port

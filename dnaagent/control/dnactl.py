@@ -24,6 +24,7 @@ from typing import Any
 from dnaagent import __version__, config
 from dnaagent.control import render
 from dnaagent.control.client import Client, api_url
+from dnaagent.control.module_cli import add_module_parser, cmd_module, rewrite_distributed_run
 from dnaagent.errors import ConfigError, ControlError, DnaAgentError
 from dnaagent.mediator.interface import InvalidParameters
 
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hex", action="store_true", help="KEY and VALUE are hex digits")
     q.add_argument("--ttl", type=float, metavar="S", help="seconds the value lives (default 1 day)")
     json_flag(q)
+    add_module_parser(sub, parents)
     p = sub.add_parser("config", parents=parents, help="print the effective configuration as TOML")
     p.add_argument("--defaults", action="store_true", help="print the built-in defaults instead")
     return parser
@@ -458,7 +460,7 @@ def _fail(message: str, code: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dnactl`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rewrite_distributed_run(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -469,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "run":
             return cmd_run(cfg, args)
+        if args.command == "module":
+            return cmd_module(args, default_state_dir=cfg.agent.state_dir)
         client = Client(api_url(cfg, args.api), args.timeout)
         handlers = {
             "status": cmd_status,

@@ -133,6 +133,9 @@ SAMPLES = {
     "notifications-events": ("test-failed", ["test-failed"]),
     "agentx-master": ("tcp:127.0.0.1:7050", "tcp:127.0.0.1:7050"),
     "agentx-subtrees": ("1.3.6.1.3.4001.2", ["1.3.6.1.3.4001.2"]),
+    "distributed-services": ("tcp/80,udp/53", ["tcp/80", "udp/53"]),
+    "distributed-deny": ("192.0.2.0/26,2001:db8:bad::/48", ["192.0.2.0/26", "2001:db8:bad::/48"]),
+    "distributed-dns-proxy-address": ("127.0.0.2", "127.0.0.2"),
 }
 
 

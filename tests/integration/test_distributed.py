@@ -391,6 +391,10 @@ def test_host_down(world: World) -> None:
         result = world.run("a1", "DistributedPing", target=HOST, count="4")
         assert result["details"]["verdict"] == "host-down", explain(result)
         assert result["message"].startswith(f"{HOST} looks down")
+        # The operator's command prints the same diagnosis and exits 1 (a test failed).
+        shown = world.agents["a1"].ctl("run", "distributed", "ping", "--target", HOST)
+        assert shown.returncode == 1, shown.stdout + shown.stderr
+        assert f"{HOST} looks down" in shown.stdout and "DistributedPing" in shown.stdout
     finally:
         world.ns["h"].link_up("hbr", True)
         host_routes(world.ns["h"])  # setting the bridge down removed its routes

@@ -119,7 +119,12 @@ def warm(A: np.ndarray, pairs: int, seed: int) -> dict:
 
 
 def cold(
-    A: np.ndarray, requests: int, seed: int, measured: float, stride: int, tolerance: float
+    A: np.ndarray,
+    requests: int,
+    seed: int,
+    measured: float,
+    stride: int,
+    grouping: GroupingParams,
 ) -> dict:
     """Cold requests answered from groups and clusters, against Vivaldi on the same measurements."""
     T, N, _ = A.shape
@@ -129,9 +134,7 @@ def cold(
     order = list(range(N))
     rng.shuffle(order)
     t0 = time.monotonic()
-    groups = assign_groups(
-        order, lambda a, b: float(sym[a, b]), GroupingParams(tolerance=tolerance)
-    )
+    groups = assign_groups(order, lambda a, b: float(sym[a, b]), grouping)
     sizes = sorted(
         (sum(1 for g in groups.values() if g == x) for x in set(groups.values())), reverse=True
     )
@@ -206,6 +209,13 @@ def cold(
     out["requests"] = answered_req
     out["sources"] = sources
     out["groups"] = len(set(groups.values()))
+    out["largest_groups"] = sizes[:5]
+    out["grouping"] = {
+        "relative": grouping.relative,
+        "absolute": grouping.absolute,
+        "leader_distance": grouping.leader_distance,
+        "tolerance": grouping.tolerance,
+    }
     out["measured_share"] = measured
     return out
 
@@ -230,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         help="Vivaldi trains on every n-th frame's measurements (default 4)",
     )
     ap.add_argument(
+        "--relative", type=float, default=0.05, help="grouping: relative threshold (0.05)"
+    )
+    ap.add_argument(
+        "--absolute", type=float, default=0.020, help="grouping: absolute threshold, s (0.020)"
+    )
+    ap.add_argument(
+        "--leader-distance", type=float, default=0.020, help="grouping: to the leader, s (0.020)"
+    )
+    ap.add_argument(
         "--tolerance",
         type=float,
         default=0.010,
@@ -247,7 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "warm": warm(A, args.pairs, args.seed),
         "cold": cold(
-            A, args.cold_requests, args.seed, args.measured, args.vivaldi_stride, args.tolerance
+            A,
+            args.cold_requests,
+            args.seed,
+            args.measured,
+            args.vivaldi_stride,
+            GroupingParams(
+                relative=args.relative,
+                absolute=args.absolute,
+                leader_distance=args.leader_distance,
+                tolerance=args.tolerance,
+            ),
         ),
         "seconds": round(time.monotonic() - t0, 1),
     }

@@ -150,12 +150,15 @@ def assign_groups(
     params: GroupingParams | None = None,
     beta: float = 0.5,
     per_ring: int = 8,
+    attempts: int = 3,
 ) -> dict[Hashable, Hashable]:
     """Bootstrap hosts one by one; return host -> group (named by its founding leader).
 
     Each host finds the closest leader with Meridian over the leaders' rings, then checks the
-    grouping criterion against that leader's ``params.neighbours`` closest other leaders; it
-    joins, or founds a group of its own (and enters every leader's rings).
+    grouping criterion against that leader's ``params.neighbours`` closest other leaders; if
+    it fails, it tries the next leaders nearest to it that the found leader knows (up to
+    ``attempts`` in all, the remedy the thesis proposes in §4.4); it joins the first that
+    accepts it, or founds a group of its own (and enters every leader's rings).
     """
     p = params or GroupingParams()
     group: dict[Hashable, Hashable] = {}
@@ -164,12 +167,20 @@ def assign_groups(
     for h in hosts:
         if leaders:
             leader, d, _ = closest_node(leaders[0], rings, lambda n, h=h: dist(n, h), beta)
-            others = sorted((x for x in leaders if x != leader), key=lambda x: dist(leader, x))
-            neigh = others[: p.neighbours]
-            leader_to = {n: dist(leader, n) for n in neigh}
-            host_to = {n: dist(h, n) for n in neigh}
-            if meets_grouping_criterion(d, leader_to, host_to, p):
-                group[h] = leader
+            # Meridian's answer first, then the other leaders it knows near the host (§4.4).
+            near = sorted(rings[leader].peers(), key=lambda n, h=h: dist(h, n))
+            tries = [leader, *(n for n in near if n != leader)][:attempts]
+            chosen = None
+            for cand in tries:
+                others = sorted((x for x in leaders if x != cand), key=lambda x: dist(cand, x))
+                neigh = others[: p.neighbours]
+                leader_to = {n: dist(cand, n) for n in neigh}
+                host_to = {n: dist(h, n) for n in neigh}
+                if meets_grouping_criterion(dist(h, cand), leader_to, host_to, p):
+                    chosen = cand
+                    break
+            if chosen is not None:
+                group[h] = chosen
                 continue
         group[h] = h
         rings[h] = MeridianRings(per_ring=per_ring)

@@ -45,13 +45,15 @@ class PredictorParams:
     #: Relative error beyond which a prediction counts as a miss in the loss.
     miss_tolerance: float = 0.2
     #: Weight of a miss in the loss (0: minimize the mean relative error only).
-    miss_penalty: float = 0.5
+    miss_penalty: float = 2.0
     #: Samples kept per series (bounded memory).
     capacity: int = 1024
     #: Most estimates combined for a cold answer.
     max_estimates: int = 32
     #: Fewest samples of another pair's series for it to support a cold answer.
     cold_min_samples: int = 5
+    #: Quantile of the samples in a profile bin: low, so that spikes do not hide the level.
+    profile_quantile: float = 0.25
     #: z of the interval (1.645: a 90 % two-sided interval under normal errors).
     interval_z: float = 1.645
 
@@ -121,6 +123,7 @@ class XbacPredictor:
         self.members: dict[Hashable, set[Hashable]] = {}
         self.tables: dict[Hashable, ClusterTable] = {}
         self._ar_cache: dict[int, tuple[tuple[int, float, float], tuple[float, float] | None]] = {}
+        self._level_cache: dict[tuple[Hashable, Hashable], tuple[tuple, float | None]] = {}
         self._cache: dict[
             tuple[Hashable, Hashable], tuple[int, float, float, Prediction | None]
         ] = {}
@@ -242,18 +245,32 @@ class XbacPredictor:
         self._ar_cache[key] = (stamp, out)
         return out
 
+    def typical_level(self, s: Series) -> float | None:
+        """The value of ``s`` that best represents any moment, not just the next one.
+
+        The candidate among the recent run levels minimizing the expected loss under their
+        empirical distribution: the usual level, not a spike that happens to be current.
+        """
+        if len(s) == 0:
+            return None
+        _, levels = runs(s.values()[-self.params.window :])
+        recent = levels[-self.params.recent_levels :]
+        w = np.full(recent.size, 1.0 / recent.size)
+        return min_loss_value(recent, w, self.params.miss_tolerance, self.params.miss_penalty)
+
     def _support(self, a: Hashable, b: Hashable, t: float) -> tuple[float, int] | None:
+        """The typical level of a's series to b (cached per series state), with its size."""
         s = self.series.get((a, b))
         if s is None or len(s) < self.params.cold_min_samples:
             return None
-        hit = self._cache.get((a, b))
-        stamp = (len(s), s.last_time or 0.0, t)
-        if hit is not None and hit[:3] == stamp:
-            pred = hit[3]
+        stamp = (len(s), s.last_time or 0.0, -1.0)
+        hit = self._level_cache.get((a, b))
+        if hit is not None and hit[0] == stamp:
+            value = hit[1]
         else:
-            pred = self.predict_series(s, t, self.params.cold_min_samples)
-            self._cache[(a, b)] = (*stamp, pred)
-        return (pred.value, len(s)) if pred is not None else None
+            value = self.typical_level(s)
+            self._level_cache[(a, b)] = (stamp, value)
+        return (value, len(s)) if value is not None else None
 
     def offset(self, src: Hashable, member: Hashable) -> float:
         """Median of (src's level - member's level) over the targets both measured; 0 if none."""
@@ -262,10 +279,10 @@ class XbacPredictor:
         common = sorted(self.targets.get(src, set()) & self.targets.get(member, set()), key=repr)
         diffs = []
         for z in common[: self.params.max_estimates]:
-            a = self.series[(src, z)].recent_level()
-            b = self.series[(member, z)].recent_level()
+            a = self._support(src, z, 0.0)
+            b = self._support(member, z, 0.0)
             if a is not None and b is not None:
-                diffs.append(a - b)
+                diffs.append(a[0] - b[0])
         return float(np.median(diffs)) if diffs else 0.0
 
     def _pair_support(self, m: Hashable, y: Hashable, t: float) -> tuple[float, int] | None:
@@ -335,7 +352,7 @@ class XbacPredictor:
                 idx = np.searchsorted(edges, ts, side="right") - 1
                 ok = (idx >= 0) & (idx < points)
                 for b in np.unique(idx[ok]):
-                    row[b] = float(np.median(vs[ok][idx[ok] == b]))
+                    row[b] = float(np.quantile(vs[ok][idx[ok] == b], self.params.profile_quantile))
                 any_data = any_data or bool(ok.any())
             rows.append(row)
         return np.asarray(rows) if any_data else None
@@ -357,5 +374,5 @@ class XbacPredictor:
                 merges += n
                 if n == 0:
                     break
-            splits += table.split_pass(prof, t + self.cluster_params.protection)
+            splits += table.split_pass(prof, t)
         return merges, splits

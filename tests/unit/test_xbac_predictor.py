@@ -129,3 +129,11 @@ def test_seattle_pairs_warm_prediction_beats_last_value() -> None:
             if a > 0:
                 p.add_measurement(i, j, a, float(t))
     assert np.mean(ours) < np.mean(last)
+
+
+def test_typical_level_ignores_spikes() -> None:
+    """The typical level of a held series with occasional spikes is its baseline."""
+    p = XbacPredictor()
+    for t, v in enumerate(held_series(300, seed=9)):
+        p.add_measurement("a", "b", v, float(t))
+    assert p.typical_level(p.series[("a", "b")]) == 0.11

@@ -45,7 +45,7 @@ class PredictorParams:
     #: Relative error beyond which a prediction counts as a miss in the loss.
     miss_tolerance: float = 0.2
     #: Weight of a miss in the loss (0: minimize the mean relative error only).
-    miss_penalty: float = 2.0
+    miss_penalty: float = 4.0
     #: Samples kept per series (bounded memory).
     capacity: int = 1024
     #: Most estimates combined for a cold answer.

@@ -29,11 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from dnaagent.measure.process import MeasurementProcess
 
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
@@ -292,48 +294,22 @@ class ProcessPinger:
 _TIME = re.compile(rb"time[=<]([\d.]+) ?ms")
 
 
-class _PingProcess(protocol.ProcessProtocol):
+class _PingProcess(MeasurementProcess[PingResult]):
     """Collects the output of one ``ping`` process."""
 
-    log = Logger()
+    program = "ping"
+    err_limit = 8192
 
     def __init__(self, address: str) -> None:
+        super().__init__()
         self.address = address
-        self.out = b""
-        self.err = b""
-        self.deferred: defer.Deferred[PingResult] | None = None
-        self.killer: Any = None
 
-    def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        """Keep standard output (bounded)."""
-        self.out = (self.out + data)[-8192:]
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        """Keep standard error (bounded)."""
-        self.err = (self.err + data)[-8192:]
-
-    def kill(self) -> None:
-        """Stop the process if it still runs."""
-        try:
-            transport: Any = self.transport
-            transport.signalProcess("KILL")
-        except (error.ProcessExitedAlready, AttributeError, OSError):
-            self.log.failure("ping process already gone", level=LogLevel.debug)
-
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
-        """Turn the exit status and output into a result."""
-        if self.killer is not None and self.killer.active():
-            self.killer.cancel()
-        d, self.deferred = self.deferred, None
-        if d is None or d.called:
-            return
+    def finished(self) -> PingResult:
+        """A reply when ``ping`` printed a round-trip time, else the reason it gave."""
         m = _TIME.search(self.out)
         if m:
-            d.callback(PingResult(self.address, True, rtt_ms=float(m.group(1))))
-            return
-        text = self.err.decode("utf-8", "replace").strip().splitlines()
-        detail = text[-1] if text else "no reply"
-        d.callback(PingResult(self.address, False, error=detail))
+            return PingResult(self.address, True, rtt_ms=float(m.group(1)))
+        return PingResult(self.address, False, error=self.last_error_line("no reply"))
 
 
 class Pinger:

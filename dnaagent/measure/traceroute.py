@@ -16,9 +16,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet import defer, error, protocol
-from twisted.logger import Logger, LogLevel
-from twisted.python.failure import Failure
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dnaagent.measure.process import MeasurementProcess
 
 MAX_HOPS = 32
 _OUTPUT_LIMIT = 16384
@@ -123,43 +124,20 @@ class ProcessTracer:
         return d
 
 
-class _TraceProcess(protocol.ProcessProtocol):
+class _TraceProcess(MeasurementProcess[TraceResult]):
     """Collects the output of one ``traceroute`` process."""
 
-    log = Logger()
+    program = "traceroute"
+    out_limit = _OUTPUT_LIMIT
+    keep_head = True  # the hops come first
 
     def __init__(self, target: str) -> None:
+        super().__init__()
         self.target = target
-        self.out = b""
-        self.err = b""
-        self.deferred: defer.Deferred[TraceResult] | None = None
-        self.killer: Any = None
 
-    def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        """Keep standard output (bounded)."""
-        self.out = (self.out + data)[:_OUTPUT_LIMIT]
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        """Keep standard error (bounded)."""
-        self.err = (self.err + data)[-4096:]
-
-    def kill(self) -> None:
-        """Stop the process if it still runs."""
-        try:
-            transport: Any = self.transport
-            transport.signalProcess("KILL")
-        except (error.ProcessExitedAlready, AttributeError, OSError):
-            self.log.failure("traceroute process already gone", level=LogLevel.debug)
-
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
+    def finished(self) -> TraceResult:
         """Parse what the process printed."""
-        if self.killer is not None and self.killer.active():
-            self.killer.cancel()
-        d, self.deferred = self.deferred, None
-        if d is None or d.called:
-            return
         result = parse_traceroute(self.target, self.out.decode("utf-8", "replace"))
         if not result.hops:
-            lines = self.err.decode("utf-8", "replace").strip().splitlines()
-            result = TraceResult(self.target, error=lines[-1] if lines else "no output")
-        d.callback(result)
+            return TraceResult(self.target, error=self.last_error_line("no output"))
+        return result

@@ -73,9 +73,12 @@ class AgentService(MultiService):
         self.agentx: AgentxSubagent | None = None
 
     def prepare(self) -> None:
-        """Open state, load modules and bind the control port.
+        """Open state, load modules and build every child service.
 
-        Raises :class:`DnaAgentError` with an operator-readable message.
+        Binds the control port, the overlay's UDP sockets and the SNMP
+        agent's sockets before the reactor runs, so that a taken port or an
+        unwritable state directory is one clear line at start. Raises
+        :class:`DnaAgentError` with an operator-readable message.
         """
         try:
             os.makedirs(self.state_dir, mode=0o750, exist_ok=True)

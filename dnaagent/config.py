@@ -28,6 +28,7 @@ from dnaagent.schema import Check, key
 from dnaagent.snmp.agentx.settings import AgentxSection
 from dnaagent.snmp.notify.settings import NotifySection
 from dnaagent.snmp.settings import SnmpSection
+from dnaagent.xbac.settings import XbacSection
 
 DEFAULT_CONFIG_PATH = "/etc/dnaagent/dnaagent.toml"
 DEFAULT_STATE_DIR = "/var/lib/dnaagent"
@@ -145,6 +146,7 @@ class Config:
     agentx: AgentxSection = field(default_factory=AgentxSection)
     local: LocalSection = field(default_factory=LocalSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
+    xbac: XbacSection = field(default_factory=XbacSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """Return the configuration as nested plain dictionaries."""

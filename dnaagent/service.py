@@ -27,6 +27,7 @@ from dnaagent.control.agent_routes import install_agent_routes
 from dnaagent.control.api import JsonApi, make_site
 from dnaagent.control.distributed_routes import install_distributed_routes
 from dnaagent.control.overlay_routes import install_overlay_routes
+from dnaagent.control.xbac_routes import install_xbac_routes
 from dnaagent.errors import DnaAgentError, StoreError
 from dnaagent.mediator.interface import ITestModule
 from dnaagent.mediator.mediator import Mediator
@@ -39,6 +40,7 @@ from dnaagent.overlay.service import OverlayService
 from dnaagent.snmp.agentx.subagent import AgentxSubagent
 from dnaagent.snmp.notify.service import NotificationService
 from dnaagent.snmp.service import SnmpService
+from dnaagent.xbac.service import XbacService
 
 
 class AgentService(MultiService):
@@ -71,6 +73,7 @@ class AgentService(MultiService):
         self.snmp: SnmpService | None = None
         self.notifications: NotificationService | None = None
         self.agentx: AgentxSubagent | None = None
+        self.xbac: XbacService | None = None
 
     def prepare(self) -> None:
         """Open state, load modules and build every child service.
@@ -127,6 +130,9 @@ class AgentService(MultiService):
                 attach = getattr(module, "attach", None)
                 if attach is not None:
                     attach(self.overlay)  # the distributed module serves its peers
+        if self.config.xbac.enabled:
+            self.xbac = XbacService(self.config.xbac, self.reactor, self.overlay)
+            self.xbac.setServiceParent(self)
         if self.config.snmp.enabled or self.config.agentx.enabled:
             # One MIB tree and write registry, served by the embedded agent
             # and/or the AgentX subagent.
@@ -153,6 +159,7 @@ class AgentService(MultiService):
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
         install_distributed_routes(self.api, self)
+        install_xbac_routes(self.api, self)
 
     def _listen_control(self) -> None:
         host, port = self.config.control.host, self.config.control.port
@@ -260,4 +267,5 @@ class AgentService(MultiService):
             if self.overlay_service
             else {"enabled": False},
             "events_fired": self.triggers.fired,
+            "xbac": self.xbac.status() if self.xbac else {"enabled": False},
         }

@@ -136,6 +136,7 @@ SAMPLES = {
     "distributed-services": ("tcp/80,udp/53", ["tcp/80", "udp/53"]),
     "distributed-deny": ("192.0.2.0/26,2001:db8:bad::/48", ["192.0.2.0/26", "2001:db8:bad::/48"]),
     "distributed-dns-proxy-address": ("127.0.0.2", "127.0.0.2"),
+    "xbac-method": ("tcp", "tcp"),
 }
 
 

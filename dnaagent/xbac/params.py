@@ -1,0 +1,96 @@
+"""Parameters of the XBAC group protocol (thesis Appendix C names in the comments).
+
+Times are seconds, distances seconds (RTT), traffic bytes. The grouping thresholds and the
+cluster detection parameters live in :class:`~dnaagent.xbac.group.GroupingParams` and
+:class:`~dnaagent.xbac.cluster.ClusterParams`; :class:`XbacParams` holds them together with
+the protocol's timers so that one object configures an agent's XBAC node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnaagent.xbac.cluster import ClusterParams
+from dnaagent.xbac.group import GroupingParams
+from dnaagent.xbac.predictor import PredictorParams
+
+
+@dataclass(frozen=True)
+class XbacParams:
+    """Everything an :class:`~dnaagent.xbac.node.XbacNode` can be tuned with."""
+
+    grouping: GroupingParams = field(default_factory=GroupingParams)
+    clusters: ClusterParams = field(default_factory=ClusterParams)
+    predictor: PredictorParams = field(default_factory=PredictorParams)
+    #: Meridian acceptance threshold beta and peers kept per ring.
+    beta: float = 0.5
+    per_ring: int = 8
+    #: Leaders tried with the grouping criterion before founding a group (thesis §4.4 remedy).
+    attempts: int = 3
+    #: Most Meridian hops of one closest-leader search.
+    max_hops: int = 8
+    #: NumberOfBackupLeaders
+    backups: int = 3
+    #: DefaultLeaderAliveInterval: the leader's state broadcast (and member check) period.
+    alive_interval: float = 15.0
+    #: A backup leader that heard nothing from the leader this long asks it, then takes over.
+    leader_timeout: float = 45.0
+    #: State broadcasts a member may miss before the leader drops it.
+    member_misses: int = 3
+    #: DefaultRPCTimeout-like timeout of group requests.
+    rpc_timeout: float = 2.0
+    #: How long "is the target an XBAC host?" may take before a prediction gives up.
+    info_timeout: float = 1.0
+    #: DefaultBackupInterval: each primary entry is re-sent to its backup member this often.
+    backup_interval: float = 300.0
+    #: A backup copy not refreshed within this time expires (then promoted or dropped).
+    backup_ttl: float = 900.0
+    #: TimedEntryTimeout: a stored mapping or cluster not refreshed this long is dropped.
+    entry_ttl: float = 86400.0
+    #: ClusterInfoTimeStep: first summary broadcast delay, doubled after each broadcast.
+    summary_step: float = 60.0
+    #: ClusterInfoDuration: no more scheduled summary broadcasts for a cluster older than this.
+    summary_duration: float = 3600.0
+    #: MergeRequestWaitTime: the broadcaster collects merge requests this long.
+    merge_wait: float = 10.0
+    #: ClusterDetectionTimeStep-like period of the split pass and of the level reports.
+    report_interval: float = 60.0
+    split_interval: float = 600.0
+    #: Profile grid: ``points`` bins over ``span`` seconds (aligned on absolute time).
+    span: float = 3600.0
+    points: int = 8
+    #: Byte budget per second for summary broadcasts of one node (token bucket) and its burst.
+    budget: float = 200.0
+    burst: float = 4000.0
+    #: Leader records in the DHT live this long; the leader re-announces at half of it.
+    announce_ttl: float = 600.0
+    #: Largest group the protocol accepts (bounds every member list on the wire).
+    max_members: int = 256
+    #: Most hosts of one cluster carried in one message.
+    max_cluster_hosts: int = 64
+    #: Default overlay port of other agents, used to ask a target host for its group.
+    port: int = 4001
+
+    def validate(self) -> None:
+        """Raise ValueError when a value is out of range."""
+        positive = (
+            "alive_interval leader_timeout rpc_timeout info_timeout backup_interval backup_ttl "
+            "entry_ttl summary_step summary_duration merge_wait report_interval split_interval "
+            "span budget burst announce_ttl"
+        ).split()
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if not 0 < self.beta < 1:
+            raise ValueError("beta must be in (0, 1)")
+        for name in ("per_ring", "attempts", "max_hops", "member_misses", "points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.backups < 0:
+            raise ValueError("backups must not be negative")
+        if self.leader_timeout <= self.alive_interval:
+            raise ValueError("leader_timeout must exceed alive_interval")
+        if self.backup_ttl <= self.backup_interval:
+            raise ValueError("backup_ttl must exceed backup_interval")
+        if not 2 <= self.max_members <= 4096 or not 1 <= self.max_cluster_hosts <= 512:
+            raise ValueError("max_members in [2, 4096] and max_cluster_hosts in [1, 512]")

@@ -25,6 +25,7 @@ from dnaagent import __version__, config
 from dnaagent.control import render
 from dnaagent.control.client import Client, api_url
 from dnaagent.control.module_cli import add_module_parser, cmd_module, rewrite_distributed_run
+from dnaagent.control.predict_cli import PredictUsageError, add_predict_parser, cmd_predict
 from dnaagent.errors import ConfigError, ControlError, DnaAgentError
 from dnaagent.mediator.interface import InvalidParameters
 
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ttl", type=float, metavar="S", help="seconds the value lives (default 1 day)")
     json_flag(q)
     add_module_parser(sub, parents)
+    add_predict_parser(sub, parents)
     p = sub.add_parser("config", parents=parents, help="print the effective configuration as TOML")
     p.add_argument("--defaults", action="store_true", help="print the built-in defaults instead")
     return parser
@@ -481,13 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "peers": cmd_peers,
             "lookup": cmd_lookup,
             "dht": cmd_dht,
+            "predict": cmd_predict,
         }
         return handlers[args.command](client, args)
     except ControlError as e:
         return _fail(str(e), EXIT_UNAVAILABLE)
     except ConfigError as e:
         return _fail(f"configuration error: {e}", EXIT_USAGE)
-    except (DnaAgentError, InvalidParameters) as e:
+    except (DnaAgentError, InvalidParameters, PredictUsageError) as e:
         return _fail(str(e), EXIT_USAGE)
     except BrokenPipeError:
         return EXIT_OK

@@ -77,11 +77,12 @@ class LocalXbac:
     def report_prediction_quality(
         self, target: Hashable, predicted: float, measured: float
     ) -> None:
-        """Keep the relative error of a prediction an application checked."""
+        """An application's check: the error is kept, the measured value joins the series."""
         if not (math.isfinite(predicted) and math.isfinite(measured)) or measured <= 0:
             return
         self.quality.append(abs(predicted - measured) / measured)
         del self.quality[:-QUALITY_KEPT]
+        self.add_measurement(target, measured)
 
     def status(self) -> dict[str, Any]:
         """Role, group and counts, in the shape of the group node's status."""

@@ -379,12 +379,13 @@ class XbacService(Service):
         target = normalize_address(host)
         p = check_rtt_ms(predicted_ms, "the predicted RTT")
         m = check_rtt_ms(measured_ms, "the measured RTT")
+        # The engine keeps the error and adds the measured value to the series.
         self.engine.report_prediction_quality(target, p / 1000.0, m / 1000.0)
-        recorded = bool(self.engine.add_measurement(target, m / 1000.0, self.reactor.seconds()))
         self.counters["quality_reports"] += 1
-        self.counters["measurements_report"] += int(recorded)
+        if m > 0:
+            self.counters["measurements_report"] += 1
         rel = abs(p - m) / m if m > 0 else None
-        return {"target": target, "relative_error": rel, "recorded": recorded}
+        return {"target": target, "relative_error": rel}
 
     def connect(self, address: str) -> defer.Deferred[dict[str, Any]]:
         """Bootstrap through the agent at ``address`` (``host[:port]``): join its overlay."""
@@ -417,12 +418,15 @@ class XbacService(Service):
             for k, v in c.items()
             if k.startswith("measurements_") and k != "measurements_rejected"
         )
+        members = engine.get("members", 0)
+        if isinstance(members, list | tuple | set):
+            members = len(members)
         return {
             "enabled": True,
             "mode": self.mode,
             "role": engine.get("role", "unknown"),
-            "group": str(engine.get("group", "")),
-            "members": int(engine.get("members", 0) or 0),
+            "group": str(engine.get("group") or ""),
+            "members": int(members or 0),
             "clusters": int(engine.get("clusters", 0) or 0),
             "measurements": measurements,
             "measurements_by_source": {

@@ -25,6 +25,7 @@ from dnaagent import __version__
 from dnaagent.config import CONTROL_FILE, Config
 from dnaagent.control.agent_routes import install_agent_routes
 from dnaagent.control.api import JsonApi, make_site
+from dnaagent.control.dashboard_routes import control_root, install_dashboard_routes
 from dnaagent.control.distributed_routes import install_distributed_routes
 from dnaagent.control.overlay_routes import install_overlay_routes
 from dnaagent.control.xbac_routes import install_xbac_routes
@@ -159,12 +160,15 @@ class AgentService(MultiService):
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
         install_distributed_routes(self.api, self)
+        install_dashboard_routes(self.api, self)
         install_xbac_routes(self.api, self)
 
     def _listen_control(self) -> None:
         host, port = self.config.control.host, self.config.control.port
         try:
-            self.control_port = self.reactor.listenTCP(port, make_site(self.api), interface=host)
+            # The JSON API, the web dashboard and /metrics share the listener.
+            site = make_site(control_root(self.api, self))
+            self.control_port = self.reactor.listenTCP(port, site, interface=host)
         except CannotListenError as e:
             reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
             raise DnaAgentError(

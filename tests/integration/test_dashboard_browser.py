@@ -1,0 +1,230 @@
+"""The web dashboard of a real ``twistd dnaagent`` in headless Chromium, and its /metrics.
+
+The agent runs on loopback (overlay on 127.0.0.1 only, free ports, no
+schedule); one local test (PingLocalHost, which pings 127.0.0.1 and ::1) is
+run twice through ``dnactl`` so that the history has points. Chromium
+(Debian's ``chromium`` and ``chromium-driver``) is driven by selenium through
+chromedriver; each page must load, show live data of this agent and leave no
+SEVERE entry in the browser log. A screenshot of every page is kept in
+``$DNAAGENT_TEST_ARTIFACTS`` (default ``tests/artifacts/``, ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_daemon_snmp import start_agent, stop
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.integration
+
+needs_browser = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="Debian's chromium and chromium-driver are not installed",
+)
+
+PAGES = ("overview", "peers", "tests", "notifications", "predictions", "topology")
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots go: $DNAAGENT_TEST_ARTIFACTS or tests/artifacts/."""
+    path = Path(os.environ.get("DNAAGENT_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    """A running agent with two PingLocalHost results: (base URL, status, log path)."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    proc = start_agent(tmp, "--snmp-enabled", "false")
+    try:
+        state = tmp / "state"
+        for _ in range(2):
+            done = subprocess.run(
+                [str(BIN / "dnactl"), "--state-dir", str(state), "run", "local",
+                 "--tests", "PingLocalHost", "--json"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+        control = json.loads((state / "control.json").read_text())
+        base = f"http://127.0.0.1:{control['port']}"
+        with urllib.request.urlopen(base + "/api/v1/status", timeout=10) as r:
+            status = json.load(r)
+        yield base, status, tmp / "agent.log"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through chromedriver, with the browser log kept."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    profile = Path(artifacts_dir().parent / ".chromium-profile")
+    shutil.rmtree(profile, ignore_errors=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=1366,1800", f"--user-data-dir={profile}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(driver, base: str, page: str):
+    """Load the dashboard on ``page`` and wait until the page drew its data."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base}/#{page}")
+    selector = f'main[data-page="{page}"][data-loaded="1"]'
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def severe(driver) -> list[dict]:
+    """SEVERE entries of the browser log since the last call."""
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+@needs_browser
+@pytest.mark.parametrize("page", PAGES)
+def test_dashboard_page_loads_with_live_data(agent, browser, page) -> None:
+    """Each page loads without console errors and shows this agent's data; screenshot kept."""
+    from selenium.webdriver.common.by import By
+
+    base, status, log = agent
+    node_id = status["overlay"]["node_id"]
+    main = open_page(browser, base, page)
+    header = browser.find_element(By.ID, "agent-line").text
+    assert node_id in header and status["version"] in header
+    text = main.text
+    if page == "overview":
+        assert node_id in text
+        assert "runs completed" in text.lower()
+        assert main.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
+    elif page == "peers":
+        assert node_id in text and "Routing table" in text
+    elif page == "tests":
+        assert "local.PingLocalHost" in text
+        chart = main.find_element(By.CSS_SELECTOR, '[data-test="local.PingLocalHost"]')
+        assert "2 results: 2 ok" in chart.text
+        assert len(chart.find_elements(By.CSS_SELECTOR, "circle.point.ok")) == 2
+    elif page == "notifications":
+        assert "pending" in text.lower() and "Targets" in text
+    elif page == "predictions":
+        assert "Predictions" in text
+        assert ("not available on this agent" in text) or ("Recent predictions" in text)
+    elif page == "topology":
+        assert "Traced topology" in text
+        assert ("not available on this agent" in text) or main.find_elements(
+            By.CSS_SELECTOR, "svg.graph"
+        )
+    shot = artifacts_dir() / f"dashboard-{page}.png"
+    assert browser.save_screenshot(str(shot)), "screenshot failed"
+    assert shot.stat().st_size > 1000
+    errors = severe(browser)
+    assert errors == [], errors
+
+
+@needs_browser
+def test_dashboard_survives_polling(agent, browser) -> None:
+    """A new result appears on the tests page at the next poll, without reload or error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, status, log = agent
+    open_page(browser, base, "tests")
+    severe(browser)
+    state = log.parent / "state"
+    done = subprocess.run(
+        [str(BIN / "dnactl"), "--state-dir", str(state), "run", "local",
+         "--tests", "PingLocalHost", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    def three(driver) -> bool:
+        boxes = driver.find_elements(By.CSS_SELECTOR, '[data-test="local.PingLocalHost"]')
+        return bool(boxes) and "3 results: 3 ok" in boxes[0].text
+
+    WebDriverWait(browser, 30).until(three)
+    assert severe(browser) == []
+
+
+def test_dashboard_headers(agent) -> None:
+    """The dashboard's files carry CSP and nosniff; unknown files are 404; the API is JSON."""
+    base, status, log = agent
+    with urllib.request.urlopen(base + "/", timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        page = r.read().decode()
+    assert "/ui/dashboard.js" in page and "<script>" not in page
+    with urllib.request.urlopen(base + "/ui/dashboard.js", timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/javascript")
+        assert "innerHTML" not in r.read().decode()
+    for missing in ("/ui/../service.py", "/ui/nothing.js", "/ui/web/index.html"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + missing, timeout=10)
+        assert e.value.code == 404
+    with urllib.request.urlopen(base + "/api/v1/status", timeout=10) as r:
+        assert r.headers["content-type"] == "application/json"
+
+
+def test_metrics_of_the_daemon_parse(agent) -> None:
+    """/metrics of the running agent parses in both formats and holds its live figures."""
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+    from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
+
+    base, status, log = agent
+    req = urllib.request.Request(
+        base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+        text = r.read().decode()
+    assert text.endswith("# EOF\n")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse_openmetrics(text)
+        for s in family.samples
+    }
+    key = (("module", "local"), ("test", "PingLocalHost"))
+    assert samples[("dnaagent_test_results_total", key)] >= 2
+    assert samples[("dnaagent_test_status_code", key)] == 1
+    info = [k for k in samples if k[0] == "dnaagent_agent_info"]
+    assert dict(info[0][1])["node_id"] == status["overlay"]["node_id"]
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        plain = r.read().decode()
+    names = {s.name for family in parse_prometheus(plain) for s in family.samples}
+    assert {"dnaagent_uptime_seconds", "dnaagent_overlay_peers"} <= names
+    assert "dnaagent_overlay_messages_received_total" in names

@@ -238,7 +238,7 @@ def _check_cluster(v: Any, points: int, max_hosts: int) -> dict[str, Any]:
         _host(h)
         _id(g, "group id")
     _num(d.get("p", 0.0), "protection")
-    _num(d.get("n", 0.0), "next broadcast")
+    _num(d.get("n", 0.0), "next broadcast", -1.0)
     _num(d.get("s", 1.0), "broadcast step", 0.0, 1e9)
     _num(d.get("t", 0.0), "creation time")
     lv = _dict(d.get("lv", {}), "cluster levels")
@@ -547,7 +547,7 @@ class XbacNode:
                     return self._join(rec).addErrback(lambda f: next_one(neigh))
                 return next_one(neigh, host_to)
 
-            return DeferredList(ds).addCallback(decide)
+            return DeferredList(ds, consumeErrors=True).addCallback(decide)
 
         def next_one(
             neigh: list[tuple[LeaderRecord, float]] | None, host_to: dict | None = None
@@ -742,7 +742,7 @@ class XbacNode:
                     return {"n": None, "d": d0}
                 return {"n": self.known_leaders[best].wire(), "d": best_d}
 
-            return DeferredList(ds).addCallback(pick)
+            return DeferredList(ds, consumeErrors=True).addCallback(pick)
 
         return self._rtt(target).addCallback(probe)
 
@@ -1418,14 +1418,14 @@ class XbacNode:
             (
                 e
                 for e in self.store.primary.values()
-                if e.kind == "c" and e.value.get("n", 0) <= now
+                if e.kind == "c" and 0 <= e.value.get("n", 0) <= now
             ),
             key=lambda e: e.value.get("n", 0),
         )
         for e in due:
             data = e.value
             if now - data.get("t", now) > self.params.summary_duration:
-                data["n"] = math.inf
+                data["n"] = -1.0  # no more scheduled broadcasts
                 continue
             summ = self._summary(data, order)
             if summ is None or not others:
@@ -1711,13 +1711,8 @@ class XbacNode:
             if type(g) is not bytes or len(g) != 20:
                 self._not_xbac[target] = now + 3600
                 return None
-            if g == self.group_id:
-                return None
-            return self._fetch(("g", g.hex())).addCallback(
-                lambda v: (
-                    v if type(v) is int else self._observe(target, g).addCallback(lambda _: None)
-                )
-            )
+            # The host falls in its group's cluster (created at first contact if none).
+            return self._observe(target, g if g != self.group_id else None)
 
         def failed(f: Failure) -> None:
             self._not_xbac[target] = now + 600

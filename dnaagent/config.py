@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnaagent import schema
+from dnaagent.dts.settings import DtsSection
 from dnaagent.errors import ConfigError
 from dnaagent.modules.distributed.settings import DistributedSection
 from dnaagent.overlay.section import OverlaySection
@@ -146,6 +147,7 @@ class Config:
     agentx: AgentxSection = field(default_factory=AgentxSection)
     local: LocalSection = field(default_factory=LocalSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
+    dts: DtsSection = field(default_factory=DtsSection)
     xbac: XbacSection = field(default_factory=XbacSection)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

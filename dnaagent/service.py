@@ -28,7 +28,9 @@ from dnaagent.control.api import JsonApi, make_site
 from dnaagent.control.dashboard_routes import control_root, install_dashboard_routes
 from dnaagent.control.distributed_routes import install_distributed_routes
 from dnaagent.control.overlay_routes import install_overlay_routes
+from dnaagent.control.trace_routes import install_trace_routes
 from dnaagent.control.xbac_routes import install_xbac_routes
+from dnaagent.dts.service import CampaignService, build_campaign_service
 from dnaagent.errors import DnaAgentError, StoreError
 from dnaagent.mediator.interface import ITestModule
 from dnaagent.mediator.mediator import Mediator
@@ -74,6 +76,7 @@ class AgentService(MultiService):
         self.snmp: SnmpService | None = None
         self.notifications: NotificationService | None = None
         self.agentx: AgentxSubagent | None = None
+        self.dts: CampaignService | None = None
         self.xbac: XbacService | None = None
 
     def prepare(self) -> None:
@@ -131,6 +134,11 @@ class AgentService(MultiService):
                 attach = getattr(module, "attach", None)
                 if attach is not None:
                     attach(self.overlay)  # the distributed module serves its peers
+            if self.config.dts.enabled:
+                # Trace campaigns live in the overlay DHT; nothing is probed until
+                # an operator joins one.
+                self.dts = build_campaign_service(self.config, self.reactor, self.overlay)
+                self.dts.setServiceParent(self)
         if self.config.xbac.enabled:
             self.xbac = XbacService(self.config.xbac, self.reactor, self.overlay)
             self.xbac.setServiceParent(self)
@@ -160,6 +168,7 @@ class AgentService(MultiService):
         install_agent_routes(self.api, self)
         install_overlay_routes(self.api, self)
         install_distributed_routes(self.api, self)
+        install_trace_routes(self.api, self)
         install_dashboard_routes(self.api, self)
         install_xbac_routes(self.api, self)
 

@@ -26,6 +26,7 @@ from dnaagent.control import render
 from dnaagent.control.client import Client, api_url
 from dnaagent.control.module_cli import add_module_parser, cmd_module, rewrite_distributed_run
 from dnaagent.control.predict_cli import PredictUsageError, add_predict_parser, cmd_predict
+from dnaagent.control.trace_cli import add_trace_parser, cmd_trace
 from dnaagent.errors import ConfigError, ControlError, DnaAgentError
 from dnaagent.mediator.interface import InvalidParameters
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(q)
     add_module_parser(sub, parents)
     add_predict_parser(sub, parents)
+    add_trace_parser(sub, parents)
     p = sub.add_parser("config", parents=parents, help="print the effective configuration as TOML")
     p.add_argument("--defaults", action="store_true", help="print the built-in defaults instead")
     return parser
@@ -484,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lookup": cmd_lookup,
             "dht": cmd_dht,
             "predict": cmd_predict,
+            "trace": cmd_trace,
         }
         return handlers[args.command](client, args)
     except ControlError as e:

@@ -57,6 +57,9 @@ class DtsSection:
     poll_interval: float = key(
         10.0, "seconds between looks for free chunks while none is free", schema.between(0.5, 3600)
     )
+    protocol: str = key(
+        "udp", "probes: udp (Paris UDP) or icmp (Paris ICMP echo)", schema.one_of("udp", "icmp")
+    )
     probe_timeout: float = key(
         2.0, "seconds to wait for the answer to one probe", schema.between(0.1, 30)
     )

@@ -137,6 +137,9 @@ SAMPLES = {
     "distributed-deny": ("192.0.2.0/26,2001:db8:bad::/48", ["192.0.2.0/26", "2001:db8:bad::/48"]),
     "distributed-dns-proxy-address": ("127.0.0.2", "127.0.0.2"),
     "xbac-method": ("tcp", "tcp"),
+    "dts-policy": ("each", "each"),
+    "dts-protocol": ("icmp", "icmp"),
+    "dts-monitor": ("mon-1", "mon-1"),
 }
 
 

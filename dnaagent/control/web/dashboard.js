@@ -27,6 +27,7 @@
     components: {},
     status: null,
     prediction: null,
+    campaign: null,
     selectedTest: null,
     overlaySamples: [],
     query: {},
@@ -577,7 +578,111 @@
     return { nodes: [...nodes.values()].slice(0, 400), edges };
   }
 
+  /* Nodes and edges from RIPE Atlas traceroute results (the DTS export). */
+  function atlasGraph(results) {
+    const nodes = new Map();
+    const edges = [];
+    const seen = new Set();
+    const add = (id, kind) => {
+      id = String(id);
+      const known = nodes.get(id);
+      if (!known) nodes.set(id, { id, label: id, kind: kind || "" });
+      else if (kind === "self" || (kind && !known.kind)) known.kind = kind;
+      return id;
+    };
+    const link = (a, b) => {
+      if (a === b) return;
+      const k = a < b ? a + "|" + b : b + "|" + a;
+      if (!seen.has(k)) {
+        seen.add(k);
+        edges.push({ a, b });
+      }
+    };
+    for (const r of results || []) {
+      if (!r || typeof r !== "object" || !Array.isArray(r.result)) continue;
+      const dst = r.dst_addr ? String(r.dst_addr) : null;
+      let prev = add(r.src_addr || r.from || "this agent", "self");
+      const hops = r.result.slice().sort((a, b) => (a.hop || 0) - (b.hop || 0));
+      for (const h of hops) {
+        const answers = Array.isArray(h.result) ? h.result : [];
+        const found = answers.find((a) => a && a.from);
+        const id = found ? add(found.from, found.from === dst ? "target" : "") : add(`* ${dst} ${h.hop}`, "anonymous");
+        if (!found) nodes.get(id).label = "*";
+        link(prev, id);
+        prev = id;
+      }
+      if (dst) link(prev, add(dst, "target"));
+    }
+    return { nodes: [...nodes.values()].slice(0, 400), edges };
+  }
+
+  function campaignForm(current) {
+    const input = el("input", { type: "text", name: "campaign", placeholder: "campaign name", "aria-label": "campaign", maxlength: 64, value: current || "" });
+    const form = el("form", { class: "inline" }, el("label", {}, "Campaign "), input, el("button", { type: "submit" }, "show"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      state.campaign = input.value.trim() || null;
+      input.blur();
+      refresh();
+    });
+    return form;
+  }
+
+  async function dtsView(root) {
+    const local = await getJSON(API + "/trace/campaigns");
+    const joined = local.campaigns || [];
+    root.appendChild(el("div", { class: "cards" },
+      card("monitor", local.monitor, true),
+      card("campaigns joined", joined.length),
+      card("probes sent", local.probes_sent),
+      card("probes refused", local.probes_refused),
+    ));
+    root.appendChild(el("h2", {}, "Campaigns of this agent"));
+    root.appendChild(el("div", { class: "panel" }, table([
+      { label: "campaign", value: (c) => c.campaign, mono: true },
+      { label: "state", value: (c) => c.state },
+      { label: "chunks done", value: (c) => c.chunks_done, num: true },
+      { label: "chunks lost", value: (c) => c.chunks_lost, num: true },
+      { label: "records", value: (c) => c.records, num: true },
+      { label: "probes", value: (c) => c.probes_sent, num: true },
+      { label: "errors", value: (c) => c.errors, num: true },
+      { label: "last error", value: (c) => c.last_error },
+    ], joined, {
+      empty: "no campaign joined here (dnactl trace ...)",
+      rowClass: (c) => "selectable" + (state.campaign === c.campaign ? " selected" : ""),
+      onClick: (c) => {
+        state.campaign = c.campaign;
+        refresh();
+      },
+    })));
+    if (!state.campaign && joined.length) state.campaign = joined[0].campaign;
+    root.appendChild(campaignForm(state.campaign));
+    if (!state.campaign) {
+      root.appendChild(el("div", { class: "unavailable" }, "Choose a campaign to draw the topology it traced."));
+      return;
+    }
+    const c = encodeURIComponent(state.campaign);
+    let exported;
+    try {
+      exported = await getJSON(`${API}/trace/campaign/export?campaign=${c}&format=atlas`);
+    } catch (e) {
+      root.appendChild(el("div", { class: "unavailable" }, `Campaign ${state.campaign}: ${e.message}`));
+      return;
+    }
+    const g = atlasGraph(exported.data);
+    root.appendChild(el("h2", {}, `Topology traced by campaign ${state.campaign}`));
+    root.appendChild(el("div", { class: "chart-box" },
+      el("div", { class: "sub" }, `${exported.records} traceroutes from ${Object.keys(exported.monitors || {}).length} monitors: ${g.nodes.length} interfaces, ${g.edges.length} links`),
+      C.graph(g.nodes, g.edges, { label: "traced topology", emptyText: "no traceroute recorded yet" })));
+  }
+
   async function pageTopology(root) {
+    const routes = optionalRoutes("topology");
+    if (routes.includes(API + "/trace/campaigns") && routes.includes(API + "/trace/campaign/export")) {
+      root.appendChild(el("h1", {}, OPTIONAL.topology.title));
+      await dtsView(root);
+      return;
+    }
     await optionalPage("topology", root, (parent, data) => {
       const g = extractGraph(data);
       if (g.nodes.length) {

@@ -298,6 +298,7 @@ class XbacNode:
         self.version = 0
         self._last_heard = 0.0
         self._misses: dict[bytes, int] = {}
+        self._lost: dict[bytes, tuple[Member, float]] = {}
         self._cid: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._not_xbac: dict[str, float] = {}
@@ -650,6 +651,13 @@ class XbacNode:
                 meet(rec)
 
         def measure(records: list[LeaderRecord]) -> None:
+            for rec in records:
+                if rec.group == self.group_id and rec.node_id != self.node_id:
+                    # Another leader announces this group: the two resolve who leads.
+                    if self.role == "leader":
+                        self._send(rec.address, "xbac.state", self._state_body()).addCallbacks(
+                            self._state_answer, lambda f: None, callbackArgs=(rec.node_id,)
+                        )
             known = {r.node_id: r for r in self.known_leaders.values()}
             known.update({r.node_id: r for r in records})
             for rec in sorted(known.values(), key=lambda r: (-r.time, r.node_id))[:32]:
@@ -817,7 +825,25 @@ class XbacNode:
             return {"g": self.group_id, "ok": False}
         if sender.node_id not in self.members:
             self.counters["refused"] += 1
-            return {"ok": False}
+            if (
+                self.role == "leader"
+                and sender.node_id in self._lost
+                and (value, sender.node_id) > (self.leader_value, self.node_id)
+            ):
+                # Two leaders of one group met: the lower one (this node) hands over.
+                try:
+                    other = _member(b["l"])
+                except XbacProtocolError:
+                    return {"ok": False}
+                if other.node_id == sender.node_id:
+                    self._step_down(other, value)
+                    return {"ok": True}
+            # Not applied; tell the sender who leads the group.
+            return {
+                "ok": False,
+                "v": self.leader_value,
+                "l": self.leader.wire() if self.leader else None,
+            }
         if (value, sender.node_id) < (
             self.leader_value,
             self.leader.node_id if self.leader else b"",
@@ -1006,10 +1032,22 @@ class XbacNode:
             self._send(n, "xbac.state", body).addCallbacks(
                 self._state_answer, self._state_missed, callbackArgs=(n,), errbackArgs=(n,)
             ).addErrback(lambda f: log.failure("state answer", f))
-        self._next["state"] = self._now() + self.params.alive_interval
+        # Members dropped for silence still hear from us for a while: if this node was the
+        # one cut off, they answer with the leader they follow now and this node steps down.
+        now = self._now()
+        for n, (m, until) in list(self._lost.items()):
+            if until < now or n in self.members:
+                del self._lost[n]
+                continue
+            self._send((m.ip, m.port), "xbac.state", body).addCallbacks(
+                self._state_answer, lambda f: None, callbackArgs=(n,)
+            )
+        self._next["state"] = now + self.params.alive_interval
 
     def _state_answer(self, answer: Any, n: bytes) -> None:
         self._misses.pop(n, None)
+        if n in self._lost and type(answer) is dict and answer.get("ok") is True:
+            del self._lost[n]
         if type(answer) is not dict or self.role != "leader":
             return
         if answer.get("ok") is False and answer.get("l") is not None:
@@ -1024,24 +1062,28 @@ class XbacNode:
                 self.node_id,
             ):
                 # Two leaders met: the lower one steps down and hands its members over.
-                self.counters["stepdowns"] += 1
-                self.role = "member"
-                self.leader = other
-                self.leader_value = value
-                self.members.setdefault(other.node_id, other)
-                self._last_heard = self._now()
-                self._send(
-                    (other.ip, other.port),
-                    "xbac.yield",
-                    {"m": [m.wire() for m in self.members.values()]},
-                ).addErrback(lambda f: None)
+                self._step_down(other, value)
+
+    def _step_down(self, other: Member, value: int) -> None:
+        """Another leader of the group has the higher value: follow it, hand members over."""
+        self.counters["stepdowns"] += 1
+        self.role = "member"
+        self.leader = other
+        self.leader_value = value
+        self.members.setdefault(other.node_id, other)
+        self._last_heard = self._now()
+        self._send(
+            (other.ip, other.port),
+            "xbac.yield",
+            {"m": [m.wire() for m in self.members.values()]},
+        ).addErrback(lambda f: None)
 
     def _state_missed(self, f: Failure, n: bytes) -> None:
         if self.role != "leader" or n not in self.members:
             return
         self._misses[n] = self._misses.get(n, 0) + 1
         if self._misses[n] >= self.params.member_misses:
-            del self.members[n]
+            self._lost[n] = (self.members.pop(n), self._now() + self.params.lost_memory)
             self.backups.pop(n, None)
             self._misses.pop(n, None)
             self.counters["members_dropped"] += 1
@@ -1428,7 +1470,7 @@ class XbacNode:
                 data["n"] = -1.0  # no more scheduled broadcasts
                 continue
             summ = self._summary(data, order)
-            if summ is None or not others:
+            if summ is None:
                 data["n"] = now + data.get("s", self.params.summary_step)
                 continue
             cid = int(e.ident)
@@ -1446,7 +1488,8 @@ class XbacNode:
             data["s"] = step * 2
             data["n"] = now + step * 2
             self._merging.setdefault(cid, [])
-            for n in others:
+            # The broadcaster compares with its own other clusters too.
+            for n in [self.node_id, *others]:
                 self._send(n, "xbac.summary", body).addCallbacks(
                     self._merge_request, lambda f: None, callbackArgs=(n, cid)
                 )

@@ -37,6 +37,8 @@ class XbacParams:
     leader_timeout: float = 45.0
     #: State broadcasts a member may miss before the leader drops it.
     member_misses: int = 3
+    #: How long a leader keeps sending its state to members it dropped for silence.
+    lost_memory: float = 3600.0
     #: DefaultRPCTimeout-like timeout of group requests.
     rpc_timeout: float = 2.0
     #: How long "is the target an XBAC host?" may take before a prediction gives up.
@@ -74,9 +76,9 @@ class XbacParams:
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
         positive = (
-            "alive_interval leader_timeout rpc_timeout info_timeout backup_interval backup_ttl "
-            "entry_ttl summary_step summary_duration merge_wait report_interval split_interval "
-            "span budget burst announce_ttl"
+            "alive_interval leader_timeout lost_memory rpc_timeout info_timeout backup_interval "
+            "backup_ttl entry_ttl summary_step summary_duration merge_wait report_interval "
+            "split_interval span budget burst announce_ttl"
         ).split()
         for name in positive:
             if not getattr(self, name) > 0:

@@ -123,6 +123,8 @@ class AgentCollector(Collector):
             self._peers,
             self._notifications,
             self._distributed,
+            self._xbac,
+            self._dts,
             self._control,
         )
         for part in parts:
@@ -449,6 +451,86 @@ class AgentCollector(Collector):
                 elif key.startswith("rejected_"):
                     family.add_metric(["rejected", key[len("rejected_") :]], _count(value))
             yield family
+
+    def _xbac(self) -> Iterator[Metric]:
+        service = getattr(self.agent, "xbac", None)
+        if service is None:
+            return
+        st = service.status()
+        by_source = CounterMetricFamily(
+            PREFIX + "xbac_measurements",
+            "RTT measurements the prediction service kept, by source.",
+            labels=["source"],
+        )
+        for source, n in sorted((st.get("measurements_by_source") or {}).items()):
+            by_source.add_metric([source], _count(n))
+        yield by_source
+        yield CounterMetricFamily(
+            PREFIX + "xbac_measurements_rejected",
+            "RTT measurements refused as malformed or out of range.",
+            value=_count(st.get("measurements_rejected", 0)),
+        )
+        predictions = CounterMetricFamily(
+            PREFIX + "xbac_predictions",
+            "RTT prediction requests, by whether a prediction could be given.",
+            labels=["answered"],
+        )
+        predictions.add_metric(["true"], _count(st.get("predictions_answered", 0)))
+        predictions.add_metric(["false"], _count(st.get("predictions_unanswered", 0)))
+        yield predictions
+        yield CounterMetricFamily(
+            PREFIX + "xbac_quality_reports",
+            "Reports comparing a prediction with a later measurement.",
+            value=_count(st.get("quality_reports", 0)),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "xbac_group_members",
+            "Members of this agent's prediction group.",
+            value=_count(st.get("members", 0)),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "xbac_clusters",
+            "Clusters of destinations the group knows.",
+            value=_count(st.get("clusters", 0)),
+        )
+
+    def _dts(self) -> Iterator[Metric]:
+        service = getattr(self.agent, "dts", None)
+        if service is None:
+            return
+        local = service.local()
+        campaigns = list(local.get("campaigns") or [])
+        yield CounterMetricFamily(
+            PREFIX + "dts_probes_sent",
+            "Traceroute probes this agent sent for trace campaigns.",
+            value=_count(local.get("probes_sent", 0)),
+        )
+        yield CounterMetricFamily(
+            PREFIX + "dts_probes_refused",
+            "Probes refused by the probing limits or the deny list.",
+            value=_count(local.get("probes_refused", 0)),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "dts_campaigns_joined",
+            "Trace campaigns this agent takes part in.",
+            value=len(campaigns),
+        )
+        labels = ["campaign"]
+        done = CounterMetricFamily(
+            PREFIX + "dts_chunks_done", "Chunks of targets this agent traced.", labels=labels
+        )
+        records = CounterMetricFamily(
+            PREFIX + "dts_records", "Traceroute records this agent stored.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            PREFIX + "dts_errors", "Errors of this agent in the campaign.", labels=labels
+        )
+        for c in campaigns:
+            name = [str(c.get("campaign", ""))]
+            done.add_metric(name, _count(c.get("chunks_done", 0)))
+            records.add_metric(name, _count(c.get("records", 0)))
+            errors.add_metric(name, _count(c.get("errors", 0)))
+        yield from (done, records, errors)
 
     def _control(self) -> Iterator[Metric]:
         api = getattr(self.agent, "api", None)

@@ -236,6 +236,8 @@ def test_metrics_of_the_daemon_parse(agent) -> None:
     key = (("module", "local"), ("test", "PingLocalHost"))
     assert samples[("dnaagent_test_results_total", key)] >= 2
     assert samples[("dnaagent_test_status_code", key)] == 1
+    assert samples[("dnaagent_xbac_measurements_total", (("source", "api"),))] == 8
+    assert sum(v for k, v in samples.items() if k[0] == "dnaagent_xbac_predictions_total") == 1
     info = [k for k in samples if k[0] == "dnaagent_agent_info"]
     assert dict(info[0][1])["node_id"] == status["overlay"]["node_id"]
     with urllib.request.urlopen(base + "/metrics", timeout=10) as r:

@@ -212,3 +212,26 @@ def test_a_failing_part_is_counted_and_the_rest_exposed(agent, clock) -> None:
     assert got[("dnaagent_uptime_seconds", ())] > 0
     assert got[("dnaagent_metrics_collect_errors_total", ())] == 2  # overlay and peers
     assert collector.collect_errors == 2
+
+
+def test_xbac_figures_equal_the_prediction_service(agent) -> None:
+    """Measurements given through the API and predictions asked show up per source/answer."""
+    from dnaagent.control.api import make_site
+    from tests.unit.test_control_api import Http
+
+    if agent.xbac is None:
+        pytest.skip("the prediction service is off in the built-in defaults")
+    http = Http(make_site(agent.api))
+    body = b'{"host": "192.0.2.9", "rtts_ms": [5.0, 5.5, 6.0]}'
+    assert http.request("POST", "/api/v1/xbac/measurements", body)[0] == 200
+    assert http.request("POST", "/api/v1/xbac/predict/rtt", b'{"host": "192.0.2.9"}')[0] == 200
+    status = agent.xbac.status()
+    got = samples(generate_latest(make_registry(agent)).decode())
+    assert got[("dnaagent_xbac_measurements_total", (("source", "api"),))] == 3
+    for source, n in status["measurements_by_source"].items():
+        assert got[("dnaagent_xbac_measurements_total", (("source", source),))] == n
+    answered = got[("dnaagent_xbac_predictions_total", (("answered", "true"),))]
+    unanswered = got[("dnaagent_xbac_predictions_total", (("answered", "false"),))]
+    assert answered == status["predictions_answered"]
+    assert unanswered == status["predictions_unanswered"]
+    assert answered + unanswered == 1

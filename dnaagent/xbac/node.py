@@ -304,6 +304,8 @@ class XbacNode:
         self._not_xbac: dict[str, float] = {}
         self._merging: dict[int, list[tuple[bytes, int, dict[str, Any]]]] = {}
         self._tokens = p.burst
+        self._probe_tokens = float(p.probe_burst)
+        self._probe_at = 0.0
         self._tokens_at = 0.0
         self._timer: Any = None
         self._state_timer: Any = None
@@ -716,11 +718,33 @@ class XbacNode:
         if sender.node_id not in self.known_leaders and sender.node_id not in self.members:
             self.counters["refused"] += 1
             raise XbacProtocolError("measurements only for known leaders")
+        if not self._probe_allowed():
+            self.counters["refused"] += 1
+            raise XbacProtocolError("too many measurement requests")
         return self._rtt(target).addCallback(lambda v: {"d": v})
+
+    def _probe_allowed(self) -> bool:
+        """Token bucket of the measurements peers may ask for (no abuse amplifier)."""
+        now = self._now()
+        p = self.params
+        self._probe_tokens = min(
+            p.probe_burst, self._probe_tokens + (now - self._probe_at) * p.probe_rate
+        )
+        self._probe_at = now
+        if self._probe_tokens < 1:
+            return False
+        self._probe_tokens -= 1
+        return True
 
     def _on_meridian(self, body: Any, sender: Peer) -> Any:
         b = _dict(body)
-        target = _host(b["t"])
+        _host(b["t"])
+        # A newcomer asks about itself: the leader measures the address the request came
+        # from, never a third party.
+        target = sender.address[0] or b["t"]
+        if not self._probe_allowed():
+            self.counters["refused"] += 1
+            raise XbacProtocolError("too many measurement requests")
         if self.role != "leader":
             if self.leader is not None and self.leader.node_id != self.node_id:
                 rec = self._leader_record()
@@ -972,11 +996,7 @@ class XbacNode:
         value = self.backups.get(self.node_id, self.my_value)
         self.role = "leader"
         self.my_value = self.leader_value = value
-        self.next_value = (
-            max(self.next_value, value, *self.backups.values())
-            if self.backups
-            else max(self.next_value, value)
-        )
+        self.next_value = max([self.next_value, value, *self.backups.values()])
         if exclude is not None:
             self.members.pop(exclude, None)
         me = self._me()
@@ -1011,9 +1031,6 @@ class XbacNode:
         handover = self.store.rebalance(self.ring, self.node_id, now, self.params.entry_ttl)
         for owner, entries in handover.items():
             self._push(owner, entries, backup=False)
-        for e in self.store.primary.values():
-            if e.kind == "c" and not isinstance(e.value, dict):
-                continue
         self._push_backups()
 
     # -- leader duties -----------------------------------------------------------------
@@ -1091,7 +1108,14 @@ class XbacNode:
             self._broadcast_state_soon()
 
     def _check_leader(self) -> None:
-        """A backup leader that heard nothing for too long asks the leader, then takes over."""
+        """A backup leader that heard nothing for too long asks the leader, then takes over.
+
+        A plain member that heard nothing for ``orphan_timeout`` (leader and backups gone,
+        or this member cut off) bootstraps again.
+        """
+        if self.role == "member" and self._now() - self._last_heard > self.params.orphan_timeout:
+            self._rejoin()
+            return
         if self.role != "backup" or self.leader is None:
             return
         if self._now() - self._last_heard < self.params.leader_timeout:

@@ -37,6 +37,11 @@ class XbacParams:
     leader_timeout: float = 45.0
     #: State broadcasts a member may miss before the leader drops it.
     member_misses: int = 3
+    #: A plain member that heard nothing from a leader this long bootstraps again.
+    orphan_timeout: float = 300.0
+    #: Measurements peers may ask this node for (Meridian probes): per second and burst.
+    probe_rate: float = 5.0
+    probe_burst: int = 50
     #: How long a leader keeps sending its state to members it dropped for silence.
     lost_memory: float = 3600.0
     #: DefaultRPCTimeout-like timeout of group requests.
@@ -76,7 +81,8 @@ class XbacParams:
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
         positive = (
-            "alive_interval leader_timeout lost_memory rpc_timeout info_timeout backup_interval "
+            "alive_interval leader_timeout orphan_timeout lost_memory probe_rate rpc_timeout "
+            "info_timeout backup_interval "
             "backup_ttl entry_ttl summary_step summary_duration merge_wait report_interval "
             "split_interval span budget burst announce_ttl"
         ).split()
@@ -90,6 +96,10 @@ class XbacParams:
                 raise ValueError(f"{name} must be at least 1")
         if self.backups < 0:
             raise ValueError("backups must not be negative")
+        if self.probe_burst < 1:
+            raise ValueError("probe_burst must be at least 1")
+        if self.orphan_timeout <= self.leader_timeout:
+            raise ValueError("orphan_timeout must exceed leader_timeout")
         if self.leader_timeout <= self.alive_interval:
             raise ValueError("leader_timeout must exceed alive_interval")
         if self.backup_ttl <= self.backup_interval:

@@ -56,6 +56,15 @@ class PredictorParams:
     profile_quantile: float = 0.25
     #: z of the interval (1.645: a 90 % two-sided interval under normal errors).
     interval_z: float = 1.645
+    #: Cross-group answers (thesis §7.1.1): fewest targets the requester and another host
+    #: must both have measured for the other host's experience to stand in for its own.
+    similar_min_common: int = 3
+    #: ... and the spread (median absolute deviation, s) of their level differences over
+    #: those targets must stay within this plus ``similar_relative`` of the levels.
+    similar_absolute: float = 0.010
+    similar_relative: float = 0.05
+    #: Most other hosts examined for one cross-group answer (bounded work per request).
+    similar_max_candidates: int = 64
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,9 @@ class Prediction:
     value: float
     low: float
     high: float
-    #: "series" (the pair's own history), "group" (members who measured the target) or
-    #: "cluster" (hosts of the target's cluster).
+    #: "series" (the pair's own history), "group" (members who measured the target),
+    #: "cluster" (hosts of the target's cluster) or "similar" (hosts of other groups that see
+    #: the network as the requester does and measured the target, thesis §7.1.1).
     source: str
     #: Number of (observer, target) series behind the answer.
     series: int
@@ -329,11 +339,70 @@ class XbacPredictor:
                 if len(estimates) >= p.max_estimates:
                     break
         if not estimates:
+            source = "similar"
+            estimates, samples = self._similar_estimates(src, dst, t, set(members))
+        if not estimates:
             return None
         x = np.maximum(np.asarray(estimates[: p.max_estimates]), 0.0)
         value = min_loss_value(x, np.full(x.size, 1.0 / x.size), p.miss_tolerance, p.miss_penalty)
         lo, hi = (float(q) for q in np.quantile(x, [0.1, 0.9]))
         return Prediction(value, min(lo, value), max(hi, value), source, int(x.size), samples)
+
+    def similarity(self, src: Hashable, other: Hashable) -> tuple[float, float, int] | None:
+        """How well ``other``'s experience stands in for ``src``'s: (offset, spread, common).
+
+        Over the targets both measured, the differences of their typical levels: the median
+        is the offset to add to ``other``'s level, the median absolute deviation its spread.
+        None when they share fewer than ``similar_min_common`` targets.
+        """
+        p = self.params
+        common = sorted(self.targets.get(src, set()) & self.targets.get(other, set()), key=repr)
+        diffs = []
+        for z in common[: p.max_estimates]:
+            a = self._support(src, z, 0.0)
+            b = self._support(other, z, 0.0)
+            if a is not None and b is not None:
+                diffs.append(a[0] - b[0])
+        if len(diffs) < p.similar_min_common:
+            return None
+        d = np.asarray(diffs)
+        offset = float(np.median(d))
+        spread = float(np.median(np.abs(d - offset)))
+        return offset, spread, len(diffs)
+
+    def _similar_estimates(
+        self, src: Hashable, dst: Hashable, t: float, exclude: set[Hashable]
+    ) -> tuple[list[float], int]:
+        """Experience of hosts outside ``src``'s group that see the network as ``src`` does.
+
+        Thesis §7.1.1: groups with nearly identical measurements to remote hosts can share
+        them. Any host that measured ``dst`` (or was measured by it) answers for ``src`` if
+        their levels to common targets differ by a near-constant offset.
+        """
+        p = self.params
+        observers = [m for m in self.targets if dst in self.targets[m]]
+        observers += list(self.targets.get(dst, ()))
+        scored: list[tuple[float, float, int]] = []
+        seen: set[Hashable] = set()
+        for m in sorted(observers, key=repr):
+            if m in seen or m in exclude or m == dst or m == src:
+                continue
+            seen.add(m)
+            sup = self._pair_support(m, dst, t)
+            if sup is None:
+                continue
+            sim = self.similarity(src, m)
+            if sim is None:
+                continue
+            offset, spread, _ = sim
+            limit = p.similar_absolute + p.similar_relative * max(sup[0], 0.0)
+            if spread <= limit:
+                scored.append((spread, sup[0] + offset, sup[1]))
+            if len(seen) >= p.similar_max_candidates:
+                break
+        scored.sort(key=lambda e: e[0])
+        best = scored[: p.max_estimates]
+        return [e[1] for e in best], sum(e[2] for e in best)
 
     # -- clusters ---------------------------------------------------------------------
 

@@ -137,3 +137,26 @@ def test_typical_level_ignores_spikes() -> None:
     for t, v in enumerate(held_series(300, seed=9)):
         p.add_measurement("a", "b", v, float(t))
     assert p.typical_level(p.series[("a", "b")]) == 0.11
+
+
+def test_cold_prediction_from_a_similar_host_of_another_group() -> None:
+    """With no experience in the requester's group, a host elsewhere that sees the common
+    targets at a near-constant offset answers (thesis §7.1.1); a dissimilar one does not."""
+    p = XbacPredictor()
+    p.set_groups({"r": "G", "s": "S", "d": "D", "x": "X"})
+    common = {"c1": 0.050, "c2": 0.120, "c3": 0.200, "c4": 0.080}
+    for t in range(30):
+        for c, rtt in common.items():
+            p.add_measurement("r", c, rtt + 0.010, float(t))  # r is 10 ms further than s
+            p.add_measurement("s", c, rtt, float(t))
+            # d sees the common targets in no consistent relation to r
+            p.add_measurement("d", c, rtt * (3.0 if c in ("c1", "c3") else 0.5), float(t))
+        p.add_measurement("s", "t", 0.150, float(t))
+        p.add_measurement("d", "u", 0.400, float(t))
+    pred = p.predict_rtt("r", "t", 30.0)
+    assert pred is not None and pred.source == "similar" and pred.series == 1
+    assert pred.value == pytest.approx(0.160)
+    offset, spread, n = p.similarity("r", "s")
+    assert offset == pytest.approx(0.010) and spread == pytest.approx(0.0) and n == 4
+    # Only d measured u, and d is not similar to r: no answer rather than a wild guess.
+    assert p.predict_rtt("r", "u", 30.0) is None

@@ -490,6 +490,7 @@ class EmbeddedAgent:
         for subtree in READ_SUBTREES:
             snmp_config.add_vacm_view(eng, READ_VIEW, "included", subtree, "")
         snmp_config.add_vacm_view(eng, WRITE_VIEW, "included", mib.DNA_TEST_RUN, "")
+        snmp_config.add_vacm_view(eng, WRITE_VIEW, "included", mib.DNA_XBAC_PREDICT_TARGET, "")
         snmp_config.add_vacm_view(eng, NO_VIEW, "excluded", (1, 3, 6, 1), "")
         if self.settings.community:
             snmp_config.add_v1_system(

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from dnaagent import __version__
 from dnaagent.snmp import mib
 from dnaagent.snmp.tree import OID, MibTree, Value
+from dnaagent.snmp.xbac_mib import update_predictions
 
 ZERO_NODE_ID = bytes(mib.NODE_ID_LENGTH)
 
@@ -158,7 +159,14 @@ class MibUpdater:
 
     def refresh(self) -> None:
         """Rewrite every part of the MIB; a failing part is logged, the rest goes on."""
-        for part in (self._info, self._tests, self._results, self._peers, self._overlay):
+        for part in (
+            self._info,
+            self._tests,
+            self._results,
+            self._peers,
+            self._overlay,
+            self._predictions,
+        ):
             try:
                 part()
             except Exception:
@@ -273,6 +281,9 @@ class MibUpdater:
         overlay = self._overlay_node()
         rows = peer_rows(list(overlay.peers()), self.clock.seconds()) if overlay else {}
         self.tree.replace_subtree(mib.DNA_PEER_TABLE, rows)
+
+    def _predictions(self) -> None:
+        update_predictions(self.tree, self.agent)
 
     def _overlay(self) -> None:
         overlay = self._overlay_node()

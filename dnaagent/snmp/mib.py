@@ -89,6 +89,32 @@ DNA_OVERLAY_INVALID_DROPPED: OID = DNA_OVERLAY + (5,)
 DNA_OVERLAY_PEERS_BANNED: OID = DNA_OVERLAY + (6,)
 DNA_OVERLAY_BANNED_PEERS: OID = DNA_OVERLAY + (7,)
 
+# dnaXbac scalars (prediction service); dnaXbacPredictTarget is read-write
+DNA_XBAC: OID = DNA_PREDICTIONS + (1,)
+DNA_XBAC_ROLE: OID = DNA_XBAC + (1,)
+DNA_XBAC_GROUP: OID = DNA_XBAC + (2,)
+DNA_XBAC_MEMBERS: OID = DNA_XBAC + (3,)
+DNA_XBAC_CLUSTERS: OID = DNA_XBAC + (4,)
+DNA_XBAC_MEASUREMENTS: OID = DNA_XBAC + (5,)
+DNA_XBAC_PREDICTIONS_ANSWERED: OID = DNA_XBAC + (6,)
+DNA_XBAC_PREDICTIONS_UNANSWERED: OID = DNA_XBAC + (7,)
+DNA_XBAC_PREDICT_TARGET: OID = DNA_XBAC + (8,)
+
+# dnaPredictionTable, INDEX { dnaPredictionIndex }
+DNA_PREDICTION_TABLE: OID = DNA_PREDICTIONS + (2,)
+DNA_PREDICTION_ENTRY: OID = DNA_PREDICTION_TABLE + (1,)
+DNA_PREDICTION_INDEX: OID = DNA_PREDICTION_ENTRY + (1,)
+DNA_PREDICTION_TARGET_TYPE: OID = DNA_PREDICTION_ENTRY + (2,)
+DNA_PREDICTION_TARGET: OID = DNA_PREDICTION_ENTRY + (3,)
+DNA_PREDICTION_STATUS: OID = DNA_PREDICTION_ENTRY + (4,)
+DNA_PREDICTION_RTT: OID = DNA_PREDICTION_ENTRY + (5,)
+DNA_PREDICTION_LOW: OID = DNA_PREDICTION_ENTRY + (6,)
+DNA_PREDICTION_HIGH: OID = DNA_PREDICTION_ENTRY + (7,)
+DNA_PREDICTION_BASIS: OID = DNA_PREDICTION_ENTRY + (8,)
+DNA_PREDICTION_SERIES: OID = DNA_PREDICTION_ENTRY + (9,)
+DNA_PREDICTION_MEASUREMENTS: OID = DNA_PREDICTION_ENTRY + (10,)
+DNA_PREDICTION_TIME: OID = DNA_PREDICTION_ENTRY + (11,)
+
 # accessible-for-notify objects (scalars: varbind instances end in .0)
 DNA_NOTIFY_TEST: OID = DNA_NOTIFY_OBJECTS + (1,)
 DNA_NOTIFY_MESSAGE: OID = DNA_NOTIFY_OBJECTS + (2,)
@@ -119,6 +145,8 @@ DNA_OVERLAY_GROUP: OID = DNA_GROUPS + (5,)
 DNA_CONTROL_GROUP: OID = DNA_GROUPS + (6,)
 DNA_NOTIFY_OBJECTS_GROUP: OID = DNA_GROUPS + (7,)
 DNA_NOTIFICATION_GROUP: OID = DNA_GROUPS + (8,)
+DNA_PREDICTION_GROUP: OID = DNA_GROUPS + (9,)
+DNA_PREDICTION_REQUEST_GROUP: OID = DNA_GROUPS + (10,)
 
 # SNMPv2-MIB objects the agent serves or sends
 SYSTEM: OID = (1, 3, 6, 1, 2, 1, 1)
@@ -184,6 +212,28 @@ OBJECTS: dict[str, OID] = {
     "dnaOverlayInvalidDropped": DNA_OVERLAY_INVALID_DROPPED,
     "dnaOverlayPeersBanned": DNA_OVERLAY_PEERS_BANNED,
     "dnaOverlayBannedPeers": DNA_OVERLAY_BANNED_PEERS,
+    "dnaXbac": DNA_XBAC,
+    "dnaXbacRole": DNA_XBAC_ROLE,
+    "dnaXbacGroup": DNA_XBAC_GROUP,
+    "dnaXbacMembers": DNA_XBAC_MEMBERS,
+    "dnaXbacClusters": DNA_XBAC_CLUSTERS,
+    "dnaXbacMeasurements": DNA_XBAC_MEASUREMENTS,
+    "dnaXbacPredictionsAnswered": DNA_XBAC_PREDICTIONS_ANSWERED,
+    "dnaXbacPredictionsUnanswered": DNA_XBAC_PREDICTIONS_UNANSWERED,
+    "dnaXbacPredictTarget": DNA_XBAC_PREDICT_TARGET,
+    "dnaPredictionTable": DNA_PREDICTION_TABLE,
+    "dnaPredictionEntry": DNA_PREDICTION_ENTRY,
+    "dnaPredictionIndex": DNA_PREDICTION_INDEX,
+    "dnaPredictionTargetType": DNA_PREDICTION_TARGET_TYPE,
+    "dnaPredictionTarget": DNA_PREDICTION_TARGET,
+    "dnaPredictionStatus": DNA_PREDICTION_STATUS,
+    "dnaPredictionRtt": DNA_PREDICTION_RTT,
+    "dnaPredictionLow": DNA_PREDICTION_LOW,
+    "dnaPredictionHigh": DNA_PREDICTION_HIGH,
+    "dnaPredictionBasis": DNA_PREDICTION_BASIS,
+    "dnaPredictionSeries": DNA_PREDICTION_SERIES,
+    "dnaPredictionMeasurements": DNA_PREDICTION_MEASUREMENTS,
+    "dnaPredictionTime": DNA_PREDICTION_TIME,
     "dnaNotifyTest": DNA_NOTIFY_TEST,
     "dnaNotifyMessage": DNA_NOTIFY_MESSAGE,
     "dnaNotifyPreviousStatus": DNA_NOTIFY_PREVIOUS_STATUS,
@@ -209,6 +259,8 @@ OBJECTS: dict[str, OID] = {
     "dnaControlGroup": DNA_CONTROL_GROUP,
     "dnaNotifyObjectsGroup": DNA_NOTIFY_OBJECTS_GROUP,
     "dnaNotificationGroup": DNA_NOTIFICATION_GROUP,
+    "dnaPredictionGroup": DNA_PREDICTION_GROUP,
+    "dnaPredictionRequestGroup": DNA_PREDICTION_REQUEST_GROUP,
 }
 
 # DnaTestStatus values, keyed by dnaagent.mediator.interface.Status values.
@@ -218,6 +270,13 @@ STATUS_CODES: dict[str, int] = {"ok": 1, "warning": 2, "error": 3, "skipped": 4}
 RUN_IDLE = 1
 RUN_RUN = 2
 RUN_RUNNING = 3
+
+# dnaXbacRole values, keyed by the prediction engine's role names
+XBAC_ROLES: dict[str, int] = {"none": 1, "member": 2, "backup": 3, "leader": 4}
+
+# dnaPredictionStatus values
+PREDICTION_PREDICTED = 1
+PREDICTION_NO_BASIS = 2
 
 # TruthValue
 TRUE = 1

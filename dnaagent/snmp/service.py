@@ -28,6 +28,7 @@ from dnaagent.snmp.instrumentation import MibUpdater
 from dnaagent.snmp.settings import SnmpSection
 from dnaagent.snmp.tree import MibTree
 from dnaagent.snmp.writable import RunTestHandler, Writables
+from dnaagent.snmp.xbac_mib import PredictTargetHandler
 
 
 def asyncio_loop(reactor: Any) -> asyncio.AbstractEventLoop | None:
@@ -60,6 +61,8 @@ class SnmpService(Service):
         self.writables = writables if writables is not None else Writables()
         self.run_handler = RunTestHandler(agent, self.tree)
         self.writables.register(mib.DNA_TEST_RUN, self.run_handler)
+        self.predict_handler = PredictTargetHandler(agent, self.tree)
+        self.writables.register(mib.DNA_XBAC_PREDICT_TARGET, self.predict_handler)
         self.updater = MibUpdater(
             self.tree, agent, agent.reactor, interval=self.settings.update_interval
         )

@@ -127,7 +127,11 @@ def cmd_module(
     except UntrustedPackage as e:
         print(f"dnactl: {e}", file=err)
         return 1
-    except (KeyError_, PackageError, OSError) as e:
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"dnactl: {where}{e.strerror or e}", file=err)
+        return 2
+    except (KeyError_, PackageError) as e:
         print(f"dnactl: {e}", file=err)
         return 2
     print(f"dnactl: unknown module action {action!r}", file=err)

@@ -195,7 +195,9 @@ def test_cli_keygen_sign_verify_install(tmp_path) -> None:
     assert code == 0 and out.startswith("ok: demo 2")
     code, out, _ = run_cli("module", "install", str(pkg), "--state-dir", str(state))
     assert code == 0 and (state / "modules" / "demo.dnapkg").exists()
-    assert run_cli("module", "verify", str(tmp_path / "missing"), "--state-dir", str(state))[0] == 2
+    code, _, err = run_cli("module", "verify", str(tmp_path / "missing"), "--state-dir", str(state))
+    assert code == 2
+    assert err.strip() == f"dnactl: {tmp_path / 'missing'}: No such file or directory"
 
 
 def test_dnactl_run_distributed_words() -> None:

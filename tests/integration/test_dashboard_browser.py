@@ -246,3 +246,68 @@ def test_metrics_of_the_daemon_parse(agent) -> None:
     names = {s.name for family in parse_prometheus(plain) for s in family.samples}
     assert {"dnaagent_uptime_seconds", "dnaagent_overlay_peers"} <= names
     assert "dnaagent_overlay_messages_received_total" in names
+
+
+def expected_topology(results: list[dict]) -> tuple[set[str], set[frozenset[str]]]:
+    """Interfaces and links of Atlas traceroute results, hops linked only when one TTL apart."""
+    nodes: set[str] = set()
+    links: set[frozenset[str]] = set()
+    for r in results:
+        prev, prev_ttl = r["src_addr"], 0
+        nodes.update((prev, r["dst_addr"]))
+        for hop in sorted(r["result"], key=lambda h: h["hop"]):
+            answer = next((a["from"] for a in hop["result"] if "from" in a), None)
+            here = answer or f"* {r['dst_addr']} {hop['hop']}"
+            nodes.add(here)
+            if hop["hop"] == prev_ttl + 1:
+                links.add(frozenset((prev, here)))
+            prev, prev_ttl = here, hop["hop"]
+    return nodes, links
+
+
+@needs_browser
+def test_topology_drawing_of_a_dts_export(agent, browser) -> None:
+    """The page's graph of a DTS export has its interfaces and links, no link over a gap."""
+    from dnaagent.dts.export import TraceRecord, atlas_json
+
+    base, status, log = agent
+    open_page(browser, base, "topology")
+    src = "198.51.100.1"
+    records = [
+        # Full path: src -> r1 -> r2 -> target.
+        TraceRecord("c", 0, "m1", src, "203.0.113.5", 1.0, 2.0, 1, "reached", "", hops=[
+            (1, "192.0.2.1", 1.0, False, 64), (2, "192.0.2.2", 2.0, False, 63),
+            (3, "203.0.113.5", 3.0, True, 62),
+        ]),
+        # Started at TTL 2 (hop 1 known from the stop set), one silent hop, not reached.
+        TraceRecord("c", 0, "m1", src, "203.0.113.6", 1.0, 2.0, 2, "gap", "stop set", hops=[
+            (2, "192.0.2.3", 2.0, False, 63), (3, None, None, False, None),
+            (4, "192.0.2.4", 4.0, False, 61),
+        ]),
+    ]  # fmt: skip
+    results = json.loads(atlas_json(records, msm_id=1, prb_ids={"m1": 1}))
+    nodes, links = expected_topology(results)
+    drawn = browser.execute_script(
+        """
+        const g = window.DnaDashboard.atlasGraph(arguments[0]);
+        const box = document.createElement("div");
+        box.id = "graph-under-test";
+        box.appendChild(window.DnaCharts.graph(g.nodes, g.edges, {label: "test"}));
+        document.body.appendChild(box);
+        return {
+          nodes: g.nodes.map((n) => n.id),
+          kinds: Object.fromEntries(g.nodes.map((n) => [n.id, n.kind])),
+          edges: g.edges.map((e) => [e.a, e.b]),
+          circles: box.querySelectorAll("circle.node").length,
+          lines: box.querySelectorAll("line.edge").length,
+        };
+        """,
+        results,
+    )
+    assert set(drawn["nodes"]) == nodes
+    assert {frozenset(e) for e in drawn["edges"]} == links
+    assert frozenset((src, "192.0.2.3")) not in links  # TTL 1 was not probed
+    assert drawn["kinds"][src] == "self" and drawn["kinds"]["203.0.113.6"] == "target"
+    assert drawn["circles"] == len(nodes) and drawn["lines"] == len(links)
+    assert browser.save_screenshot(str(artifacts_dir() / "dashboard-topology-graph.png"))
+    assert severe(browser) == []

@@ -191,7 +191,8 @@
     const xs = pos.map((p) => p.x), ys = pos.map((p) => p.y);
     const minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
     const pad = 40;
-    const sx = (v) => pad + ((v - minX) / ((maxX - minX) || 1)) * (o.width - 2 * pad);
+    const padRight = 110; // room for the labels right of the nodes
+    const sx = (v) => pad + ((v - minX) / ((maxX - minX) || 1)) * (o.width - pad - padRight);
     const sy = (v) => pad + ((v - minY) / ((maxY - minY) || 1)) * (o.height - 2 * pad);
     for (const [i, j] of links) {
       svg.appendChild(node("line", { x1: sx(pos[i].x).toFixed(1), y1: sy(pos[i].y).toFixed(1), x2: sx(pos[j].x).toFixed(1), y2: sy(pos[j].y).toFixed(1), class: "edge" }));

@@ -598,20 +598,29 @@
         edges.push({ a, b });
       }
     };
+    // Only hops one TTL apart are linked: Doubletree leaves out the hops it
+    // knew from its stop sets, and a gap is not a link.
     for (const r of results || []) {
       if (!r || typeof r !== "object" || !Array.isArray(r.result)) continue;
       const dst = r.dst_addr ? String(r.dst_addr) : null;
       let prev = add(r.src_addr || r.from || "this agent", "self");
-      const hops = r.result.slice().sort((a, b) => (a.hop || 0) - (b.hop || 0));
+      let prevTtl = 0;
+      const hops = r.result.filter((h) => h && Number.isInteger(h.hop)).sort((a, b) => a.hop - b.hop);
       for (const h of hops) {
         const answers = Array.isArray(h.result) ? h.result : [];
-        const found = answers.find((a) => a && a.from);
-        const id = found ? add(found.from, found.from === dst ? "target" : "") : add(`* ${dst} ${h.hop}`, "anonymous");
-        if (!found) nodes.get(id).label = "*";
-        link(prev, id);
+        const found = answers.find((a) => a && typeof a.from === "string" && a.from);
+        let id;
+        if (found) {
+          id = add(found.from, found.from === dst ? "target" : "");
+        } else {
+          id = add(`* ${dst} ${h.hop}`, "anonymous");
+          nodes.get(id).label = "*";
+        }
+        if (h.hop === prevTtl + 1) link(prev, id);
         prev = id;
+        prevTtl = h.hop;
       }
-      if (dst) link(prev, add(dst, "target"));
+      if (dst) add(dst, "target");
     }
     return { nodes: [...nodes.values()].slice(0, 400), edges };
   }
@@ -761,6 +770,9 @@
     show(location.hash.slice(1));
     state.timer = setInterval(refresh, POLL_MS);
   }
+
+  // For the browser tests: the graph made from a DTS export.
+  window.DnaDashboard = { atlasGraph };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

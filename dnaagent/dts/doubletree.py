@@ -6,17 +6,22 @@ starting at an intermediate hop ``h`` rather than at TTL 1:
 * the first probe goes to TTL ``h``;
 * **forwards probing** then goes ``h+1, h+2, ...`` and stops when the destination
   answers, when the (interface, destination) pair of the answer is in the *global stop
-  set* (the rest of the path towards this destination is already known), after
-  ``gap_limit`` silent hops in a row, or past ``max_ttl``;
+  set* (the rest of the path towards this destination is already known), when a router
+  says the destination is unreachable (ICMP destination unreachable other than the
+  destination's own port unreachable), after ``gap_limit`` silent hops in a row, or past
+  ``max_ttl``;
 * **backwards probing** then goes ``h-1, h-2, ...`` and stops when the answering
   interface is in the monitor's *local stop set* (the path from the monitor to it is
   already known: routes from one source form a tree) or after TTL 1.
 
 The answer at ``h`` is judged by the forwards rules (destination reached, global stop
-set). :class:`DoubletreeTrace` holds no sockets and no clock: the caller asks
-:meth:`~DoubletreeTrace.next_ttl`, sends the probe, and feeds the answer to
-:meth:`~DoubletreeTrace.record`. :func:`choose_start_hop` picks ``h`` from the
-probability ``p`` of hitting a destination with the first probe.
+set, unreachable). :class:`DoubletreeTrace` holds no sockets and no clock: the caller
+asks :meth:`~DoubletreeTrace.next_ttl`, sends the probe, and feeds the answer (a
+:class:`Reply`, whatever prober produced it: simulated, or the real Paris traceroute
+probes of :mod:`dnaagent.measure.paris`) to :meth:`~DoubletreeTrace.record`.
+:func:`choose_start_hop` picks ``h`` from the probability ``p`` of hitting a destination
+with the first probe, given the distribution of path lengths seen; :class:`StartHop`
+keeps that distribution for a monitor and applies the rule as it learns.
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ class StopReason(enum.Enum):
     TTL_ONE = "ttl_one_reached"
     MAX_TTL = "max_ttl"
     DENIED = "denied"
+    UNREACHABLE = "unreachable"
+
+
+class ReplyKind(enum.Enum):
+    """What kind of answer a probe got."""
+
+    TIME_EXCEEDED = "time_exceeded"
+    DESTINATION = "destination_reached"
+    UNREACHABLE = "unreachable"
+    NONE = "no_reply"
 
 
 @dataclass(frozen=True)
@@ -51,13 +66,27 @@ class Reply:
     ``address`` is the interface that answered (``None``: no answer, a ``*``);
     ``reached`` is true when the destination itself answered (port unreachable or echo
     reply) rather than a router on the way (time exceeded); ``rtt`` in milliseconds and
-    ``reply_ttl`` (the IP TTL of the answer) when known.
+    ``reply_ttl`` (the IP TTL of the answer) when known; ``unreachable`` is true for
+    any other ICMP destination unreachable (no route, prohibited, host unreachable,
+    also when the local host itself refused to send: then ``address`` may be ``None``).
     """
 
     address: str | None
     reached: bool = False
     rtt: float | None = None
     reply_ttl: int | None = None
+    unreachable: bool = False
+
+    @property
+    def kind(self) -> ReplyKind:
+        """Time exceeded, destination reached, unreachable or no reply."""
+        if self.reached:
+            return ReplyKind.DESTINATION
+        if self.unreachable:
+            return ReplyKind.UNREACHABLE
+        if self.address is None:
+            return ReplyKind.NONE
+        return ReplyKind.TIME_EXCEEDED
 
 
 #: A silent hop.
@@ -158,6 +187,8 @@ class DoubletreeTrace:
         reason: StopReason | None = None
         if reply.reached:
             reason = StopReason.DESTINATION
+        elif reply.unreachable:
+            reason = StopReason.UNREACHABLE
         elif reply.address is None:
             self._gap += 1
             if self._gap >= self.gap_limit:
@@ -201,12 +232,17 @@ class DoubletreeTrace:
         self._next = None
 
     def interfaces(self) -> list[str]:
-        """Router interfaces that answered (time exceeded), by increasing TTL."""
+        """Router interfaces that answered (time exceeded or unreachable), by TTL."""
         return [
             r.address
             for _, r in sorted(self.hops.items())
             if r.address is not None and not r.reached
         ]
+
+    def destination_distance(self) -> int | None:
+        """The TTL at which the destination answered, if it did."""
+        reached = [ttl for ttl, r in self.hops.items() if r.reached]
+        return min(reached) if reached else None
 
     def links(self) -> list[tuple[str, str]]:
         """Pairs of interfaces that answered at consecutive TTLs (both routers)."""
@@ -261,3 +297,51 @@ def choose_start_hop(hop_counts: Mapping[int, int] | Iterable[int], p: float) ->
         else:
             break
     return best
+
+
+class StartHop:
+    """A monitor's starting hop: fixed, or chosen from the path lengths it has seen.
+
+    With ``probability`` ``None`` the start hop is always ``initial``. Otherwise every
+    destination distance learnt (:meth:`learn`, the TTL at which a destination
+    answered) joins the distribution, and once ``min_samples`` distances are known the
+    start hop is :func:`choose_start_hop` of that distribution and ``probability``
+    (Doubletree's ``p``: the chance that the first probe hits a destination, which
+    would waste the probes towards it that a lower start would have saved by the
+    stop sets), never above ``limit``.
+    """
+
+    def __init__(
+        self,
+        initial: int,
+        probability: float | None = None,
+        min_samples: int = 10,
+        limit: int = DEFAULT_MAX_TTL,
+    ) -> None:
+        if initial < 1:
+            raise ValueError(f"the start hop must be at least 1, not {initial}")
+        if probability is not None and not 0.0 <= probability <= 1.0:
+            raise ValueError(f"the probability must be in [0, 1], not {probability}")
+        if min_samples < 1:
+            raise ValueError(f"min_samples must be at least 1, not {min_samples}")
+        self.initial = initial
+        self.probability = probability
+        self.min_samples = min_samples
+        self.limit = limit
+        self.distances: dict[int, int] = {}
+
+    @property
+    def samples(self) -> int:
+        """Distances learnt so far."""
+        return sum(self.distances.values())
+
+    def learn(self, distance: int | None) -> None:
+        """Add one destination distance (``None``: not reached, ignored)."""
+        if distance is not None and distance >= 1:
+            self.distances[distance] = self.distances.get(distance, 0) + 1
+
+    def current(self) -> int:
+        """The start hop for the next trace."""
+        if self.probability is None or self.samples < self.min_samples:
+            return self.initial
+        return max(1, min(self.limit, choose_start_hop(self.distances, self.probability)))

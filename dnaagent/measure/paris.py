@@ -10,7 +10,8 @@ keeps every field a balancer may hash constant across the TTLs of one destinatio
   with the probe's sequence number ``s`` then ``0xFFFF - s``, whose one's-complement
   sum is the same for every ``s``, then the marker ``b"dnaparis"``;
 * **ICMP echo**: fixed identifier and a constant checksum: the sequence number ``s``
-  varies and the first payload word is ``0xFFFF - s``, the same marker follows.
+  varies and the first payload word is ``0xFFFF - s``, then a zero word and the same
+  marker.
 
 A probe is found again from the packet quoted in the ICMP answer: the quoted
 destination and ports (UDP) or identifier (ICMP) must be ours; the sequence number
@@ -35,6 +36,7 @@ Modes (``mode``):
 ``auto``
     ``raw`` when a raw socket can be opened, else ``dgram``.
 
+``socket_factory`` (``socket.socket`` by default) opens the sockets; tests give fakes.
 Everything runs on the reactor thread: non-blocking sockets registered with
 ``reactor.addReader``; nothing blocks. (An error queue makes the socket signal
 ``EPOLLERR``, which Twisted's epoll reactor takes for a lost connection: the reader
@@ -170,6 +172,17 @@ def probe_payload(seq: int) -> bytes:
     return struct.pack("!HH", seq, 0xFFFF - seq) + MARKER
 
 
+def echo_payload(seq: int) -> bytes:
+    """The payload of echo request ``seq``: ``0xFFFF - seq``, a zero word, the marker.
+
+    The echo header already holds ``seq``; the first payload word cancels it in the
+    checksum.
+    """
+    if not 0 <= seq <= 0xFFFF:
+        raise ValueError(f"sequence number {seq} is not a 16-bit value")
+    return struct.pack("!HH", 0xFFFF - seq, 0) + MARKER
+
+
 def payload_seq(payload: bytes) -> int | None:
     """The sequence number in a (quoted) probe payload, or ``None`` if it is not ours."""
     if len(payload) < 4:
@@ -209,7 +222,7 @@ def icmp_echo(
     are given, else left 0 (a raw ICMPv6 socket computes it on sending).
     """
     kind = ICMP6_ECHO if v6 else ICMP4_ECHO
-    payload = probe_payload(seq)
+    payload = echo_payload(seq)
     body = struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
     if v6:
         if src is None or dst is None:
@@ -472,6 +485,7 @@ class Prober:
         deny: Callable[[str], bool] | None = None,
         dst_port: int = DEFAULT_DST_PORT,
         keep_log: bool = False,
+        socket_factory: Callable[..., Any] = socket.socket,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
@@ -485,7 +499,8 @@ class Prober:
             raise ValueError(f"dst_port {dst_port} is not a port number")
         self.reactor = reactor
         self.protocol = protocol
-        self.mode = _resolve_mode(mode)
+        self._socket = socket_factory
+        self.mode = _resolve_mode(mode, socket_factory)
         self.timeout = timeout
         self.deny = deny
         self.dst_port = dst_port
@@ -601,7 +616,7 @@ class Prober:
 
     def _open_udp(self, fam: _FamilySockets) -> None:
         af = socket.AF_INET6 if fam.v6 else socket.AF_INET
-        sock = socket.socket(af, socket.SOCK_DGRAM)
+        sock = self._socket(af, socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
             sock.bind(("::" if fam.v6 else "0.0.0.0", 0))
@@ -621,7 +636,7 @@ class Prober:
         af = socket.AF_INET6 if fam.v6 else socket.AF_INET
         proto = socket.IPPROTO_ICMPV6 if fam.v6 else socket.IPPROTO_ICMP
         kind = socket.SOCK_RAW if self.mode == "raw" else socket.SOCK_DGRAM
-        sock = socket.socket(af, kind, proto)
+        sock = self._socket(af, kind, proto)
         sock.setblocking(False)
         try:
             if fam.v6:
@@ -919,11 +934,11 @@ def _ttl_from(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     return None
 
 
-def _resolve_mode(mode: str) -> str:
+def _resolve_mode(mode: str, socket_factory: Callable[..., Any] = socket.socket) -> str:
     if mode != "auto":
         return mode
     try:
-        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        socket_factory(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
     except OSError:
         return "dgram"
     return "raw"

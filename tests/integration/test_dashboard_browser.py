@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_daemon_snmp import start_agent, stop
+from tests.integration.test_daemon_snmp import free_port, start_agent, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -56,9 +57,25 @@ def post(url: str, body: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
-    """A running agent with two PingLocalHost results: (base URL, status, log path)."""
+    """A running agent with two PingLocalHost results: (base URL, status, log path).
+
+    It joins the overlay through a second agent (the seed), whose node ID is
+    ``status["seed_node_id"]``.
+    """
+    seed_dir = tmp_path_factory.mktemp("seed")
+    seed_port = free_port(socket.SOCK_DGRAM)
+    seed = start_agent(
+        seed_dir, "--snmp-enabled", "false", "--overlay-port", str(seed_port),
+        "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
+    )  # fmt: skip
     tmp = tmp_path_factory.mktemp("dashboard")
-    proc = start_agent(tmp, "--snmp-enabled", "false")
+    try:
+        proc = start_agent(
+            tmp, "--snmp-enabled", "false", "--overlay-seeds", f"127.0.0.1:{seed_port}"
+        )
+    except BaseException:
+        stop(seed)
+        raise
     try:
         state = tmp / "state"
         for _ in range(2):
@@ -76,9 +93,14 @@ def agent(tmp_path_factory):
         post(base + "/api/v1/xbac/predict/rtt", {"host": "127.0.0.1"})
         with urllib.request.urlopen(base + "/api/v1/status", timeout=10) as r:
             status = json.load(r)
+        seed_control = json.loads((seed_dir / "state" / "control.json").read_text())
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{seed_control['port']}/api/v1/status", timeout=10
+        ) as r:
+            status["seed_node_id"] = json.load(r)["overlay"]["node_id"]
         yield base, status, tmp / "agent.log"
     finally:
-        stop(proc)
+        stop(proc, seed)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +163,8 @@ def count(driver, selector: str) -> int:
 @pytest.mark.parametrize("page", PAGES)
 def test_dashboard_page_loads_with_live_data(agent, browser, page) -> None:
     """Each page loads without console errors and shows this agent's data; screenshot kept."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
     base, status, log = agent
     node_id = status["overlay"]["node_id"]
     open_page(browser, base, page)
@@ -153,6 +177,9 @@ def test_dashboard_page_loads_with_live_data(agent, browser, page) -> None:
         assert count(browser, "#page svg.chart rect.bar") == 4
     elif page == "peers":
         assert node_id in text and "Routing table" in text
+        # The agent joined through the seed: the seed is in its routing table.
+        seed = status["seed_node_id"]
+        WebDriverWait(browser, 60).until(lambda d: seed in page_text(d, "#page table"))
     elif page == "tests":
         assert "local.PingLocalHost" in text
         box = '[data-test="local.PingLocalHost"]'

@@ -43,7 +43,7 @@ from dnaagent.overlay.service import OverlayService
 from dnaagent.snmp.agentx.subagent import AgentxSubagent
 from dnaagent.snmp.notify.service import NotificationService
 from dnaagent.snmp.service import SnmpService
-from dnaagent.xbac.service import XbacService
+from dnaagent.xbac.service import XbacService, own_address
 
 
 class AgentService(MultiService):
@@ -140,7 +140,14 @@ class AgentService(MultiService):
                 self.dts = build_campaign_service(self.config, self.reactor, self.overlay)
                 self.dts.setServiceParent(self)
         if self.config.xbac.enabled:
-            self.xbac = XbacService(self.config.xbac, self.reactor, self.overlay)
+            ov = self.config.overlay
+            self.xbac = XbacService(
+                self.config.xbac,
+                self.reactor,
+                self.overlay,
+                join_wait=30.0 if self.overlay and (ov.seeds or ov.discovery) else 0.0,
+                host_id=own_address(ov.listen_ipv4, ov.listen_ipv6) if self.overlay else None,
+            )
             self.xbac.setServiceParent(self)
         if self.config.snmp.enabled or self.config.agentx.enabled:
             # One MIB tree and write registry, served by the embedded agent

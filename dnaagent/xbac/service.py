@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -78,6 +79,28 @@ def check_rtt_ms(value: Any, what: str = "an RTT") -> float:
     if not math.isfinite(v) or not 0 <= v <= MAX_RTT_MS:
         raise XbacInputError(f"{what} must be between 0 and {MAX_RTT_MS:g} ms, not {value!r}")
     return v
+
+
+def own_address(listen_ipv4: str, listen_ipv6: str) -> str | None:
+    """This host's address as the group knows it (the node's host id).
+
+    The overlay's listening address when it names one; else the source address
+    the kernel picks toward a documentation address (a UDP ``connect`` only looks
+    the route up, it sends nothing); None when there is no route.
+    """
+    for text in (listen_ipv4, listen_ipv6):
+        if text:
+            ip = ipaddress.ip_address(text)
+            if not ip.is_unspecified:
+                return str(ip)
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((probe, 9))
+                return str(s.getsockname()[0])
+        except OSError:
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -147,8 +170,11 @@ class XbacService(Service):
         tcp: Any = None,
         passive_reader: Any = None,
         host_id: Hashable | None = None,
+        join_wait: float = 0.0,
     ) -> None:
         self.cfg = cfg
+        self.join_wait = join_wait
+        self._waiting: task.LoopingCall | None = None
         self.reactor = reactor
         self.overlay = overlay
         self._pinger = pinger
@@ -196,8 +222,25 @@ class XbacService(Service):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Start the engine, the passive polling and the active rounds (when configured)."""
         super().startService()
-        d = defer.maybeDeferred(self.engine.start)
-        d.addErrback(lambda f: self.log.failure("XBAC did not start", f))
+        if self.mode == "group" and self.join_wait > 0:
+            # Bootstrapping reads the group leaders from the DHT: wait until the
+            # overlay knows a peer (or join_wait has passed), else every agent of a
+            # starting site would found a group of its own.
+            began = self.reactor.seconds()
+
+            def ready() -> None:
+                table = getattr(self.overlay, "routing_table", ())
+                late = self.reactor.seconds() - began >= self.join_wait
+                if (len(table) > 0 or late) and self._waiting is not None:
+                    self._waiting.stop()
+                    self._waiting = None
+                    self._start_engine()
+
+            self._waiting = task.LoopingCall(ready)
+            self._waiting.clock = self.reactor
+            self._waiting.start(0.5, now=True)
+        else:
+            self._start_engine()
         if self.passive is not None:
             self.passive.start()
         if self.cfg.active_interval > 0:
@@ -207,9 +250,16 @@ class XbacService(Service):
                 lambda f: self.log.failure("XBAC active measurements stopped", f)
             )
 
+    def _start_engine(self) -> None:
+        d = defer.maybeDeferred(self.engine.start)
+        d.addErrback(lambda f: self.log.failure("XBAC did not start", f))
+
     def stopService(self) -> Any:  # noqa: N802 (Twisted's name)
         """Stop polling and hand the group role over."""
         super().stopService()
+        if self._waiting is not None and self._waiting.running:
+            self._waiting.stop()
+        self._waiting = None
         if self.passive is not None:
             self.passive.stop()
         if self._active is not None and self._active.running:

@@ -182,3 +182,44 @@ def test_service_off_is_503(tmp_path) -> None:
     svc.prepare()
     status, body = Http(make_site(svc.api)).request("GET", "/api/v1/xbac")
     assert status == 503 and "[xbac] enabled = false" in body["error"]
+
+
+def test_own_address_prefers_the_overlay_address() -> None:
+    """The host id is the overlay's listening address, else the routing source address."""
+    from dnaagent.xbac.service import own_address
+
+    assert own_address("127.0.0.12", "") == "127.0.0.12"
+    assert own_address("", "::1") == "::1"
+    found = own_address("0.0.0.0", "::")
+    assert found is None or not found.startswith("0.")
+
+
+def test_group_engine_waits_for_the_overlay_before_bootstrapping() -> None:
+    """With join_wait, the engine starts once the overlay knows a peer, or when the wait ends."""
+    from dnaagent.xbac.service import XbacService
+    from dnaagent.xbac.settings import XbacSection
+
+    class Overlay:
+        routing_table: list = []
+
+    class Engine:
+        started = 0
+
+        def start(self):
+            Engine.started += 1
+
+        def stop(self, graceful=True):
+            return None
+
+    clock = task.Clock()
+    svc = XbacService(XbacSection(), clock, None, join_wait=30.0)
+    svc.overlay, svc.mode, svc.engine = Overlay(), "group", Engine()
+    svc.startService()
+    clock.advance(5)
+    assert Engine.started == 0
+    Overlay.routing_table = ["peer"]
+    clock.advance(0.5)
+    assert Engine.started == 1
+    clock.advance(60)
+    assert Engine.started == 1
+    svc.stopService()

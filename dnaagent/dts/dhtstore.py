@@ -638,8 +638,10 @@ class DhtPlane:
         """
         n = lease.chunk
         now = self._now()
-        chunk = await self.chunk(n)
-        gone = chunk.removed | self.denied
+        try:
+            gone = (await self.chunk(n)).removed | self.denied
+        except CampaignError:
+            gone = set(self.denied)  # PT not readable now: the data is committed anyway
         pairs = [p for p in stop_set.pending if p[1] not in gone]
         for value in _stop_set_parts(n, pairs, self.value_limit):
             await self._put(chunk_key("pc", self.campaign, n), value)
@@ -804,9 +806,7 @@ class DhtPlane:
             "chunk_count": self.chunk_count,
             "chunks_done": done,
             "chunks_claimed": claimed,
-            "chunks_pending": self.chunk_count - done - claimed
-            if self.chunk_count >= done + claimed
-            else 0,
+            "chunks_pending": max(0, self.chunk_count - done - claimed),
             "complete": done == self.chunk_count,
             "targets": sum(max(c["targets"], 0) for c in chunks),
             "probes": sum(c["probes"] for c in chunks),

@@ -255,3 +255,35 @@ def test_no_overlay_and_unknown_campaign() -> None:
     with pytest.raises(CampaignError, match="format"):
         fleet.run(fleet.services[0].export("nope", "xml"))
     assert fleet.run(DhtPlane.create(fleet.dht, "c9", ["192.0.2.9"], fleet.clock, chunk_size=1))
+
+
+def test_default_factory_drives_the_async_monitor_with_denials() -> None:
+    """The agent's own monitor (AsyncMonitor over PacedProbe): a campaign completes, and a
+    target the agent's deny list refuses while the campaign runs is never probed."""
+    from dnaagent.dts.realprober import AsyncMonitor
+
+    clock = Clock()
+    clock.advance(10_000)
+    dht = MemoryDht(clock)
+    refused: set[str] = set()
+    replay = ReplayProber(PATHS)
+    section = DtsSection(probe_rate=50.0, poll_interval=1.0, start_hop=2, concurrency=2)
+    s = CampaignService(
+        section,
+        clock,
+        dht,
+        name="real",
+        deny=lambda t: "refused" if t in refused else None,
+        probe=replay,
+    )
+    fleet = Fleet(0)
+    fleet.clock = clock
+    fleet.run(s.create("c1", TARGETS, chunk_size=4, lease_seconds=30))
+    refused.add("203.0.113.8")  # denied after the campaign was made
+    fleet.run(s.join("c1"))
+    assert isinstance(s.runners["c1"].monitor, AsyncMonitor)
+    fleet.advance_until(lambda: s.runners["c1"].state == "finished", 120)
+    out = fleet.run(s.export("c1", "atlas"))
+    assert sorted(r["dst_addr"] for r in out["data"]) == TARGETS[:7]
+    assert all(r["dts"]["forward_stop"] == "destination_reached" for r in out["data"])
+    assert s.runners["c1"].monitor.probes_sent == replay.sent == s.paced.sent

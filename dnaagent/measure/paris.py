@@ -407,6 +407,8 @@ class _Reader:
         if self.closed:
             return
         progressed = self.handler()
+        if self.closed:
+            return
         if progressed:
             self.reactor.addReader(self)
         else:
@@ -808,7 +810,7 @@ class Prober:
         got = False
         if self.mode == "dgram":
             got = self._drain_errors(fam, sock, ICMP)
-        while True:
+        while not self._closed:
             try:
                 data, ancillary, _flags, address = sock.recvmsg(_RECV_SIZE, 256)
             except (BlockingIOError, InterruptedError):
@@ -831,6 +833,7 @@ class Prober:
                 self.counters["unmatched"] += 1
                 continue
             self._answer(answer, fam)
+        return got
 
     def _drain_udp(self, fam: _FamilySockets) -> bool:
         """Drain the UDP socket: its error queue (``dgram``) and stray datagrams."""
@@ -838,26 +841,27 @@ class Prober:
         if sock is None:
             return False
         got = self._drain_errors(fam, sock, UDP) if self.mode == "dgram" else False
-        while True:
+        # Answers fire Deferreds whose callbacks may close the prober meanwhile.
+        while not self._closed:
             try:
                 sock.recv(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return got
-            except OSError:
-                # a pending socket error (sk_err) reported by a normal read
-                got = True
-                if self.mode != "dgram":
+            except OSError as e:
+                # a pending socket error (sk_err) reported by a normal read, reported once
+                if e.errno == errno.EBADF or self.mode != "dgram":
                     return got
-                self._drain_errors(fam, sock, UDP)
+                got = self._drain_errors(fam, sock, UDP) or got
                 continue
             got = True
             self.counters["stray_datagrams"] += 1
+        return got
 
     def _drain_errors(self, fam: _FamilySockets, sock: socket.socket, protocol: str) -> bool:
         got = False
         level = socket.IPPROTO_IPV6 if fam.v6 else socket.IPPROTO_IP
         kind = IPV6_RECVERR if fam.v6 else IP_RECVERR
-        while True:
+        while not self._closed:
             try:
                 data, ancillary, _flags, address = sock.recvmsg(
                     _RECV_SIZE, 512, socket.MSG_ERRQUEUE
@@ -882,10 +886,11 @@ class Prober:
                 self.counters["unmatched"] += 1
                 continue
             self._answer(answer, fam)
-        try:
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        except OSError:
-            pass
+        if not self._closed:
+            try:
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError:
+                pass
         return got
 
 

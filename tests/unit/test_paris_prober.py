@@ -82,6 +82,8 @@ class FakeSocket:
         return len(data)
 
     def recvmsg(self, size: int, ancsize: int = 0, flags: int = 0) -> Any:
+        if self.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
         queue = self.errqueue if flags & socket.MSG_ERRQUEUE else self.inbox
         if not queue:
             raise BlockingIOError(errno.EAGAIN, "empty")
@@ -89,6 +91,8 @@ class FakeSocket:
         return data, ancillary, 0, address
 
     def recv(self, size: int) -> bytes:
+        if self.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
         if not self.inbox:
             raise BlockingIOError(errno.EAGAIN, "empty")
         return self.inbox.pop(0)[0]
@@ -431,3 +435,19 @@ def test_close_fires_pending_probes() -> None:
     assert not reactor.getDelayedCalls()
     (failure,) = results(prober.probe(DST4, 3))
     failure.trap(Exception)
+
+
+def test_closing_from_an_answer_callback_stops_reading() -> None:
+    """A trace that ends (and closes the prober) inside a read leaves the loop cleanly."""
+    prober, reactor, sockets = make(mode="dgram")
+    d = prober.probe(DST4, 1)
+    udp = sockets.find(socket.AF_INET, socket.SOCK_DGRAM)
+    data = udp.sent[0][0]
+    udp.errqueue.append((data, errqueue_entry(2, 11, 0, R3_4), (DST4, 33434)))
+    udp.errqueue.append((data, errqueue_entry(2, 11, 0, R3_4), (DST4, 33434)))
+    d.addCallback(lambda reply: prober.close() or reply)
+    (reader,) = reactor.readers
+    reactor.removeReader(reader)
+    reader.connectionLost(None)  # would spin on the closed socket before
+    assert udp.closed and not reactor.readers
+    assert results(d)[0].address == R3_4

@@ -9,6 +9,7 @@
 * :mod:`~dnaagent.dts.plane` -- the control and data planes (PT, PC, PD) behind a small
   key-value interface, leases on chunks, deny list.
 * :mod:`~dnaagent.dts.monitor` -- a monitor probing one chunk with any prober.
+* :mod:`~dnaagent.dts.realprober` -- the same over asynchronous (real) probes.
 * :mod:`~dnaagent.dts.simprober` -- path replay from RTrack traceroutes and Topology Zoo.
 * :mod:`~dnaagent.dts.export` -- RIPE Atlas traceroute JSON and CSV.
 """

@@ -515,6 +515,8 @@ class Prober:
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._next_seq = random.randrange(0x10000)
         self._closed = False
+        #: The most probes in flight (sent or waiting for the rate limit) at once.
+        self.peak_in_flight = 0
 
     # -- public -------------------------------------------------------------------------
 
@@ -553,6 +555,7 @@ class Prober:
             defer.Deferred(),
         )
         self._pending[(protocol, pending.seq)] = pending
+        self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
         self._queue.append(pending)
         self._pump()
         return pending.deferred
@@ -980,6 +983,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR,DEST",
         help="a global stop set pair (interface,destination)",
     )
+    parser.add_argument(
+        "--chunk",
+        action="store_true",
+        help="trace the destinations as one DTS chunk (AsyncMonitor.probe_chunk: shared "
+        "stop sets, --concurrency destinations at once); hop kinds then come from the "
+        "chunk's records, which do not tell an unreachable from a time exceeded",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="destinations traced at once with --chunk"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -999,6 +1012,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--global-stop {text!r}: expected ADDR,DEST", file=sys.stderr)
             return 2
         pairs.append((interface, destination))
+    if args.concurrency < 1:
+        print("--concurrency must be at least 1", file=sys.stderr)
+        return 2
     output: dict[str, Any] = {}
 
     async def run(_reactor: Any) -> None:
@@ -1022,31 +1038,52 @@ def main(argv: list[str] | None = None) -> int:
             gap_limit=args.gap_limit,
             clock=_reactor.seconds,
             local=LocalStopSet(args.local_stop),
+            concurrency=args.concurrency,
         )
         output.update({"mode": prober.mode, "protocol": args.protocol, "traces": []})
-        try:
-            for destination in args.destinations:
-                stop = GlobalStopSet(0, pairs)
-                trace = await monitor.trace(destination, stop)
-                output["traces"].append(
+
+        def describe(
+            destination: str, forward: str, backward: str, hops: list[tuple[int, Reply]]
+        ) -> dict[str, Any]:
+            return {
+                "destination": destination,
+                "flow": prober.flow(destination),
+                "forward_stop": forward,
+                "backward_stop": backward,
+                "hops": [
                     {
-                        "destination": destination,
-                        "flow": prober.flow(destination),
-                        "forward_stop": trace.forward_stop.value if trace.forward_stop else None,
-                        "backward_stop": (
-                            trace.backward_stop.value if trace.backward_stop else None
-                        ),
-                        "hops": [
-                            {
-                                "ttl": ttl,
-                                "from": r.address,
-                                "kind": r.kind.value,
-                                "rtt": r.rtt,
-                                "reply_ttl": r.reply_ttl,
-                            }
-                            for ttl, r in sorted(trace.hops.items())
-                        ],
+                        "ttl": ttl,
+                        "from": r.address,
+                        "kind": r.kind.value,
+                        "rtt": r.rtt,
+                        "reply_ttl": r.reply_ttl,
                     }
+                    for ttl, r in hops
+                ],
+            }
+
+        try:
+            if args.chunk:
+                stop = GlobalStopSet(0, pairs)
+                records = await monitor.probe_chunk("cli", 0, args.destinations, stop)
+                for record in records:
+                    output["traces"].append(
+                        describe(
+                            record.dst_addr,
+                            record.forward_stop,
+                            record.backward_stop,
+                            sorted(record.replies().items()),
+                        )
+                    )
+            for destination in [] if args.chunk else args.destinations:
+                trace = await monitor.trace(destination, GlobalStopSet(0, pairs))
+                output["traces"].append(
+                    describe(
+                        destination,
+                        trace.forward_stop.value if trace.forward_stop else "",
+                        trace.backward_stop.value if trace.backward_stop else "",
+                        sorted(trace.hops.items()),
+                    )
                 )
         except (ProbeError, ValueError) as e:
             output["error"] = str(e)
@@ -1056,6 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
                 for p in prober.sent_log or []
             ]
             output["counters"] = dict(prober.counters)
+            output["peak_in_flight"] = prober.peak_in_flight
             prober.close()
 
     def report() -> int:

@@ -362,6 +362,31 @@ def test_doubletree_local_stop_set_v6(topo: Topology) -> None:
     ]
 
 
+def test_chunk_traced_concurrently_discovers_the_topology(topo: Topology) -> None:
+    """AsyncMonitor.probe_chunk over real probes: four destinations at once, from h = 2;
+    the interfaces and links found are exactly those of the topology."""
+    dsts = [DST1_V4, DST2_V4, DST1_V6, DST2_V6]
+    result = topo.paris("--chunk", "--concurrency", "4", "--start-ttl", "2", *dsts)
+    assert "error" not in result, result
+    assert result["peak_in_flight"] == 4  # the first probe of every destination at once
+    by_dst = {t["destination"]: t for t in result["traces"]}
+    assert list(by_dst) == dsts  # records in target order
+    interfaces, links = set(), set()
+    for dst, trace in by_dst.items():
+        assert trace["forward_stop"] == "destination_reached"
+        # TTL 1 is probed either way; a trace that ends after another one found r1
+        # stops there because r1 is in the local stop set by then
+        assert trace["backward_stop"] in ("ttl_one_reached", "local_stop_set")
+        path = [h["from"] for h in trace["hops"]]
+        assert path == PATHS[dst]
+        interfaces.update(path[:-1])
+        links.update(zip(path[:-2], path[1:-1], strict=True))
+    expected = {a for d in dsts for a in PATHS[d][:-1]}
+    assert interfaces == expected
+    assert links == {(p[i], p[i + 1]) for d in dsts for p in [PATHS[d]] for i in range(len(p) - 2)}
+    assert result["counters"]["sent"] == 16 and result["counters"]["answered"] == 16
+
+
 def test_silent_hops_and_gap_limit(topo: Topology) -> None:
     """r3 drops 203.0.113.128/25 before its TTL check: r1, r2, then silence to the gap limit."""
     result = topo.paris("--timeout", "1", "--gap-limit", "2", "--max-ttl", "8", "203.0.113.200")

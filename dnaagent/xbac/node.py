@@ -299,6 +299,11 @@ class XbacNode:
         self._last_heard = 0.0
         self._misses: dict[bytes, int] = {}
         self._lost: dict[bytes, tuple[Member, float]] = {}
+        self._member_ver: dict[bytes, int] = {}
+        self._summaries: dict[tuple[Any, ...], tuple[Any, np.ndarray | None]] = {}
+        self.group_version = 0
+        self._pushed: dict[Key, tuple[bytes, float, float]] = {}
+        self._reported: dict[str, tuple[int, float, bytes | None, float]] = {}
         self._cid: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._not_xbac: dict[str, float] = {}
@@ -878,8 +883,16 @@ class XbacNode:
                 "v": self.leader_value,
                 "l": self.leader.wire() if self.leader else None,
             }
+        if "m" not in b:
+            # A heartbeat: enough when it is from our leader and our state is current.
+            ver = _int(b.get("ver"), "version")
+            if self.leader is not None and sender.node_id == self.leader.node_id:
+                if ver == self.group_version and value == self.leader_value:
+                    self._last_heard = self._now()
+                    return {"ok": True, "ver": ver}
+            return {"ok": True, "need": True}
         self._apply_state(b, sender.node_id)
-        return {"ok": True, "v": self.leader_value}
+        return {"ok": True, "v": self.leader_value, "ver": self.group_version}
 
     def _apply_state(self, b: dict[str, Any], sender_id: bytes, accept_any: bool = False) -> None:
         gid = _id(b["g"], "group id")
@@ -918,6 +931,7 @@ class XbacNode:
         self.leader = leader
         self.leader_value = value
         self.next_value = max(self.next_value, nv)
+        self.group_version = _int(b.get("ver", 0), "version")
         self._last_heard = self._now()
         self.neighbours = neigh
         for r, _ in neigh:
@@ -1043,10 +1057,13 @@ class XbacNode:
         if self.role != "leader" or not self._running:
             return
         body = self._state_body()
+        # Members that acknowledged the current state get a short heartbeat instead.
+        beat = {k: body[k] for k in ("g", "v", "ver", "l")}
         for n in list(self.members):
             if n == self.node_id:
                 continue
-            self._send(n, "xbac.state", body).addCallbacks(
+            msg = beat if self._member_ver.get(n) == self.version else body
+            self._send(n, "xbac.state", msg).addCallbacks(
                 self._state_answer, self._state_missed, callbackArgs=(n,), errbackArgs=(n,)
             ).addErrback(lambda f: log.failure("state answer", f))
         # Members dropped for silence still hear from us for a while: if this node was the
@@ -1063,6 +1080,14 @@ class XbacNode:
 
     def _state_answer(self, answer: Any, n: bytes) -> None:
         self._misses.pop(n, None)
+        if type(answer) is dict and answer.get("ok") is True and n in self.members:
+            if answer.get("ver") == self.version:
+                self._member_ver[n] = self.version
+            elif answer.get("need") is True and self.role == "leader":
+                self._member_ver.pop(n, None)
+                self._send(n, "xbac.state", self._state_body()).addCallbacks(
+                    self._state_answer, lambda f: None, callbackArgs=(n,)
+                )
         if n in self._lost and type(answer) is dict and answer.get("ok") is True:
             del self._lost[n]
         if type(answer) is not dict or self.role != "leader":
@@ -1179,9 +1204,24 @@ class XbacNode:
             self._send(to, "xbac.store", {"e": batch, "b": backup}).addErrback(lambda f: None)
 
     def _push_backups(self, keys: set[Key] | None = None) -> None:
+        """Send backup copies: of ``keys``, or (periodically) of what changed or must be
+        refreshed before its copy expires."""
+        now = self._now()
+        refresh = self.params.backup_ttl / 2
         for b, entries in self.store.by_backup(self.ring, self.node_id).items():
             if keys is not None:
                 entries = [e for e in entries if e.key in keys]
+            else:
+                entries = [
+                    e
+                    for e in entries
+                    if (last := self._pushed.get(e.key)) is None
+                    or last[0] != b
+                    or last[1] != e.version
+                    or now - last[2] >= refresh
+                ]
+            for e in entries:
+                self._pushed[e.key] = (b, e.version, now)
             if entries:
                 ttl_entries = [
                     Entry(e.kind, e.ident, e.value, e.version, self._now() + self.params.backup_ttl)
@@ -1383,8 +1423,7 @@ class XbacNode:
             e.version = now
             e.expires = now + self.params.entry_ttl
             touched.add(key)
-        if touched:
-            self._push_backups(touched)
+        # The changed clusters reach their backup with the next periodic push.
         return {"missing": missing}
 
     def _send_reports(self) -> None:
@@ -1410,6 +1449,16 @@ class XbacNode:
                 _SELF_GROUP, host, t_end, self.params.span, self.params.points
             )
             row = _row_bytes(prof[0]) if prof is not None else None
+            last = self._reported.get(host)
+            if (
+                last is not None
+                and last[0] == cid
+                and last[2] == row
+                and abs(last[1] - level) <= 0.01 * max(last[1], 1e-6)
+                and now - last[3] < self.params.report_refresh
+            ):
+                continue
+            self._reported[host] = (cid, float(level), row, now)
             owner = self._owner(("c", str(cid)))
             by_owner.setdefault(owner, []).append([cid, host, row, float(level), len(s)])
         self._dirty = set(pending)
@@ -1428,6 +1477,7 @@ class XbacNode:
         for h in body.get("missing", [])[:256]:
             if type(h) is str:
                 self._cid.pop(h, None)
+                self._reported.pop(h, None)
                 self._dirty.add(h)
 
     # -- profiles and summaries --------------------------------------------------------
@@ -1459,8 +1509,22 @@ class XbacNode:
             have = True
         return rows if have else None
 
-    def _summary(self, data: dict[str, Any], order: list[str]) -> np.ndarray | None:
-        return summarize(self._profile(data, h, order) for h in data["h"])
+    def _summary(
+        self, data: dict[str, Any], order: list[str], key: tuple[Any, ...] | None = None
+    ) -> np.ndarray | None:
+        """The cluster's summary; cached under ``key`` (cluster, version) per grid and ring."""
+        binw = self.params.span / self.params.points
+        stamp = (math.ceil(self._now() / binw), tuple(order))
+        if key is not None:
+            hit = self._summaries.get(key)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+        out = summarize(self._profile(data, h, order) for h in data["h"])
+        if key is not None:
+            if len(self._summaries) > 4 * len(self.store.primary) + 64:
+                self._summaries.clear()
+            self._summaries[key] = (stamp, out)
+        return out
 
     def _digest(self, order: list[str]) -> bytes:
         return hashlib.sha1("|".join(order).encode()).digest()[:8]
@@ -1493,7 +1557,7 @@ class XbacNode:
             if now - data.get("t", now) > self.params.summary_duration:
                 data["n"] = -1.0  # no more scheduled broadcasts
                 continue
-            summ = self._summary(data, order)
+            summ = self._summary(data, order, (e.ident, e.version, len(data["h"])))
             if summ is None:
                 data["n"] = now + data.get("s", self.params.summary_step)
                 continue
@@ -1541,7 +1605,7 @@ class XbacNode:
                 continue
             if int(e.ident) in self._merging:
                 continue
-            mine = self._summary(e.value, order)
+            mine = self._summary(e.value, order, (e.ident, e.version, len(e.value["h"])))
             if mine is not None and similar(mine, theirs, self.params.clusters):
                 e.value["p"] = now + self.params.clusters.protection
                 return {"merge": [int(e.ident), e.value, e.version]}

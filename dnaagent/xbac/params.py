@@ -63,6 +63,8 @@ class XbacParams:
     #: ClusterDetectionTimeStep-like period of the split pass and of the level reports.
     report_interval: float = 60.0
     split_interval: float = 600.0
+    #: An unchanged level is reported again after this long (keeps the cluster entry alive).
+    report_refresh: float = 1800.0
     #: Profile grid: ``points`` bins over ``span`` seconds (aligned on absolute time).
     span: float = 3600.0
     points: int = 8
@@ -84,7 +86,7 @@ class XbacParams:
             "alive_interval leader_timeout orphan_timeout lost_memory probe_rate rpc_timeout "
             "info_timeout backup_interval "
             "backup_ttl entry_ttl summary_step summary_duration merge_wait report_interval "
-            "split_interval span budget burst announce_ttl"
+            "split_interval report_refresh span budget burst announce_ttl"
         ).split()
         for name in positive:
             if not getattr(self, name) > 0:

@@ -330,8 +330,11 @@ class XbacNode:
             "predictions_none": 0,
         }
         self.traffic: dict[str, dict[str, int]] = {}
+        self._register()
+
+    def _register(self) -> None:
         for name, fn in self._handlers().items():
-            overlay.register_handler(name, self._wrap(name, fn))
+            self.overlay.register_handler(name, self._wrap(name, fn))
 
     # ================================================================ helpers
 
@@ -417,6 +420,7 @@ class XbacNode:
         if self._running:
             return succeed(None)
         self._running = True
+        self._register()
         self._last_heard = self._now()
         d = self._bootstrap()
 
@@ -440,6 +444,10 @@ class XbacNode:
                 t.cancel()
         self._timer = self._state_timer = None
         self.role = "none"
+        unregister = getattr(self.overlay, "unregister_handler", None)
+        if unregister is not None:
+            for name in self._handlers():
+                unregister(name)
 
     # ================================================================ bootstrapping
 

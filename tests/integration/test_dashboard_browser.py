@@ -69,12 +69,20 @@ def agent(tmp_path_factory):
         "--overlay-listen-ipv4", "127.0.0.1", "--overlay-listen-ipv6", "",
     )  # fmt: skip
     tmp = tmp_path_factory.mktemp("dashboard")
+    # A trap sink on loopback: this socket receives the traps (nothing answers).
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink_port = sink.getsockname()[1]
     try:
         proc = start_agent(
-            tmp, "--snmp-enabled", "false", "--overlay-seeds", f"127.0.0.1:{seed_port}"
-        )
+            tmp, "--snmp-enabled", "false", "--overlay-seeds", f"127.0.0.1:{seed_port}",
+            "--notifications-trap-sinks", f"v2c:public@127.0.0.1:{sink_port}",
+            # Crossed by the first PingLocalHost run: one trap.
+            "--triggers-thresholds", "local.PingLocalHost.rtt_ms_max > 0",
+        )  # fmt: skip
     except BaseException:
         stop(seed)
+        sink.close()
         raise
     try:
         state = tmp / "state"
@@ -98,9 +106,11 @@ def agent(tmp_path_factory):
             f"http://127.0.0.1:{seed_control['port']}/api/v1/status", timeout=10
         ) as r:
             status["seed_node_id"] = json.load(r)["overlay"]["node_id"]
+        status["trap_sink"] = f"trap v2c community@127.0.0.1:{sink_port}"
         yield base, status, tmp / "agent.log"
     finally:
         stop(proc, seed)
+        sink.close()
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +197,13 @@ def test_dashboard_page_loads_with_live_data(agent, browser, page) -> None:
         assert count(browser, box + " circle.point.ok") == 2
     elif page == "notifications":
         assert "pending" in text.lower() and "Targets" in text
+        # The first run crossed the threshold (an edge: the second stays above
+        # it): one trap, sent once the queue ran.
+        WebDriverWait(browser, 60).until(lambda d: "sent" in page_text(d, "#notify-recent"))
+        assert status["trap_sink"] in page_text(browser, "#notify-targets")
+        newest = page_text(browser, "#notify-recent")
+        assert newest.count("threshold-crossed") == 1 and "local.PingLocalHost" in newest
+        assert "local.PingLocalHost" in newest and "sent" in newest
     elif page == "predictions":
         assert "Recent predictions" in text
         assert "127.0.0.1" in page_text(browser, "#page table")
@@ -263,6 +280,13 @@ def test_metrics_of_the_daemon_parse(agent) -> None:
     key = (("module", "local"), ("test", "PingLocalHost"))
     assert samples[("dnaagent_test_results_total", key)] >= 2
     assert samples[("dnaagent_test_status_code", key)] == 1
+    sink = (("target", status["trap_sink"]),)
+    assert samples[("dnaagent_notifications_queued_total", sink)] == 1
+    assert (
+        samples[("dnaagent_notifications_sent_total", sink)]
+        + samples[("dnaagent_notifications_pending", sink)]
+        == 1
+    )
     assert samples[("dnaagent_xbac_measurements_total", (("source", "api"),))] == 8
     assert sum(v for k, v in samples.items() if k[0] == "dnaagent_xbac_predictions_total") == 1
     info = [k for k in samples if k[0] == "dnaagent_agent_info"]

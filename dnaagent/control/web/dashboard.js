@@ -383,7 +383,7 @@
       card("next attempt", data.next_attempt ? fmtTime(data.next_attempt) : "none due"),
     ));
     root.appendChild(el("h2", {}, "Targets"));
-    root.appendChild(el("div", { class: "panel" }, table([
+    root.appendChild(el("div", { class: "panel", id: "notify-targets" }, table([
       { label: "target", value: (t) => t.key, mono: true },
       { label: "mode", value: (t) => t.mode },
       { label: "version", value: (t) => t.version },
@@ -395,7 +395,7 @@
       { label: "dropped", value: (t) => t.dropped || 0, num: true },
     ], data.targets || [], { empty: "no trap sink or inform target is configured ([notifications] trap_sinks, inform_targets)" })));
     root.appendChild(el("h2", {}, "Newest notifications"));
-    root.appendChild(el("div", { class: "panel" }, table([
+    root.appendChild(el("div", { class: "panel", id: "notify-recent" }, table([
       { label: "#", value: (d) => d.id, num: true },
       { label: "created", value: (d) => fmtTime(d.created) },
       { label: "kind", value: (d) => d.kind },

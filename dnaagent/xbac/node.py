@@ -385,8 +385,8 @@ class XbacNode:
         if type(body) is dict and self.group_id is not None and "G" not in body:
             body = {**body, "G": self.group_id}
         if isinstance(to, bytes) and to == self.node_id:
+            # A local call: no traffic.
             fn = self._handlers()[name]
-            self._count(name, "out", body)
             return maybeDeferred(fn, body, Peer(self.node_id, ("", 0), "core"))
         if isinstance(to, bytes):
             m = self.members.get(to)
@@ -985,6 +985,8 @@ class XbacNode:
     def _on_yield(self, body: Any, sender: Peer) -> Any:
         if self.role != "leader":
             raise XbacProtocolError("not a leader")
+        if sender.node_id not in self._lost:
+            self._check_member(sender, body)
         raw = _dict(body)["m"]
         if type(raw) is not list or len(raw) > self.params.max_members:
             raise _bad("member list")
@@ -1748,6 +1750,20 @@ class XbacNode:
             return True
         return False
 
+    def _prune(self, now: float) -> None:
+        """Keep the per-target and per-leader caches bounded."""
+        if len(self._not_xbac) > 4096:
+            self._not_xbac = {h: t for h, t in self._not_xbac.items() if t > now}
+            while len(self._not_xbac) > 4096:
+                self._not_xbac.pop(next(iter(self._not_xbac)))
+        if len(self.known_leaders) > 1024:
+            keep = sorted(self.known_leaders.values(), key=lambda r: -r.time)[:1024]
+            self.known_leaders = {r.node_id: r for r in keep}
+        limit = 4 * len(self.predictor.series) + 1024
+        for cache in (self._cid, self._reported):
+            while len(cache) > limit:
+                cache.pop(next(iter(cache)))  # type: ignore[attr-defined]
+
     def _maintain(self) -> None:
         if self.group_id is None:
             return
@@ -1761,6 +1777,7 @@ class XbacNode:
                 self._measure_leaders()
         else:
             self._check_leader()
+        self._prune(now)
         promoted = self.store.expire(now, self.ring, self.node_id)
         for e in promoted:
             self._adopted(e)

@@ -187,3 +187,36 @@ def test_measurements_form_clusters_that_merge() -> None:
     p = lab.wait(newcomer.predict_rtt(targets[0]), 30.0)
     assert p is not None and p.source == "group"
     assert abs(p.value - 0.100) < 0.01
+
+
+def test_summary_broadcasts_respect_the_byte_budget() -> None:
+    """With a tight budget, summaries wait for tokens: bytes sent stay under the bucket."""
+    params = XbacParams(
+        span=80.0, points=8, summary_step=20.0, report_interval=10.0, budget=20.0, burst=600.0
+    )
+    lat = SiteLatency({"A": (0.0, 0.0), "X": (100.0, 0.0)}, seed=1)
+    lab = Lab(lat, params=params, seed=6)
+    hosts = [f"203.0.113.{i + 1}" for i in range(3)]
+    for h in hosts:
+        lab.add(h, "A")
+        lab.run(2.0)
+    targets = [f"192.0.2.{i + 1}" for i in range(40)]
+    for t in targets:
+        lat.place(t, "X")
+    t0 = lab.clock.seconds()
+    for a in lab.agents.values():
+        a.traffic.clear()
+    for k in range(60):
+        now = lab.clock.seconds()
+        for h in hosts:
+            for i, t in enumerate(targets):
+                # Distinct levels per target, so that the clusters do not merge.
+                lab.agents[h].add_measurement(t, 0.05 + 0.02 * i + 0.001 * (k % 2), now)
+        lab.run(5.0)
+    span = lab.clock.seconds() - t0
+    deferred = 0
+    for a in lab.agents.values():
+        sent = a.traffic.get("xbac.summary", {}).get("out_bytes", 0)
+        assert sent <= params.budget * span + params.burst
+        deferred += a.counters["summaries_deferred"]
+    assert deferred > 0

@@ -457,9 +457,19 @@ class AgentCollector(Collector):
         if service is None:
             return
         st = service.status()
+        yield InfoMetricFamily(
+            PREFIX + "xbac",
+            "This agent's role and group in RTT prediction (dnaXbacRole, dnaXbacGroup).",
+            value={
+                "role": str(st.get("role", "")),
+                "group": str(st.get("group", "")),
+                "mode": str(st.get("mode", "")),
+            },
+        )
         by_source = CounterMetricFamily(
             PREFIX + "xbac_measurements",
-            "RTT measurements the prediction service kept, by source.",
+            "RTT measurements the prediction service kept, by source; "
+            "their sum is dnaXbacMeasurements.",
             labels=["source"],
         )
         for source, n in sorted((st.get("measurements_by_source") or {}).items()):
@@ -472,7 +482,8 @@ class AgentCollector(Collector):
         )
         predictions = CounterMetricFamily(
             PREFIX + "xbac_predictions",
-            "RTT prediction requests, by whether a prediction could be given.",
+            "RTT prediction requests, by whether a prediction could be given "
+            "(dnaXbacPredictionsAnswered, dnaXbacPredictionsUnanswered).",
             labels=["answered"],
         )
         predictions.add_metric(["true"], _count(st.get("predictions_answered", 0)))
@@ -485,12 +496,12 @@ class AgentCollector(Collector):
         )
         yield GaugeMetricFamily(
             PREFIX + "xbac_group_members",
-            "Members of this agent's prediction group.",
+            "Members of this agent's prediction group (dnaXbacMembers).",
             value=_count(st.get("members", 0)),
         )
         yield GaugeMetricFamily(
             PREFIX + "xbac_clusters",
-            "Clusters of destinations the group knows.",
+            "Clusters of remote hosts this agent keeps (dnaXbacClusters).",
             value=_count(st.get("clusters", 0)),
         )
 

@@ -107,6 +107,8 @@ def agent(tmp_path_factory):
         ) as r:
             status["seed_node_id"] = json.load(r)["overlay"]["node_id"]
         status["trap_sink"] = f"trap v2c community@127.0.0.1:{sink_port}"
+        with urllib.request.urlopen(base + "/api/v1/dashboard", timeout=10) as r:
+            status["components"] = json.load(r)["components"]
         yield base, status, tmp / "agent.log"
     finally:
         stop(proc, seed)
@@ -209,7 +211,10 @@ def test_dashboard_page_loads_with_live_data(agent, browser, page) -> None:
         assert "127.0.0.1" in page_text(browser, "#page table")
     elif page == "topology":
         assert "Traced topology" in text
-        assert ("not available on this agent" in text) or count(browser, "#page form")
+        if status["components"]["dts"]:
+            assert "Campaigns of this agent" in text and count(browser, "#page form") == 1
+        else:
+            assert "is not available on this agent" in text
     shot = artifacts_dir() / f"dashboard-{page}.png"
     assert browser.save_screenshot(str(shot)), "screenshot failed"
     assert shot.stat().st_size > 1000
@@ -289,6 +294,9 @@ def test_metrics_of_the_daemon_parse(agent) -> None:
     )
     assert samples[("dnaagent_xbac_measurements_total", (("source", "api"),))] == 8
     assert sum(v for k, v in samples.items() if k[0] == "dnaagent_xbac_predictions_total") == 1
+    if status["components"]["dts"]:
+        assert samples[("dnaagent_dts_campaigns_joined", ())] == 0
+        assert samples[("dnaagent_dts_probes_sent_total", ())] == 0
     info = [k for k in samples if k[0] == "dnaagent_agent_info"]
     assert dict(info[0][1])["node_id"] == status["overlay"]["node_id"]
     with urllib.request.urlopen(base + "/metrics", timeout=10) as r:

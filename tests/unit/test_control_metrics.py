@@ -235,3 +235,9 @@ def test_xbac_figures_equal_the_prediction_service(agent) -> None:
     assert answered == status["predictions_answered"]
     assert unanswered == status["predictions_unanswered"]
     assert answered + unanswered == 1
+    assert (
+        sum(v for (name, _), v in got.items() if name == "dnaagent_xbac_measurements_total")
+        == status["measurements"]
+    )
+    [info] = [labels for name, labels in got if name == "dnaagent_xbac_info"]
+    assert dict(info)["role"] == status["role"] and dict(info)["group"] == status["group"]

@@ -241,3 +241,28 @@ def test_xbac_figures_equal_the_prediction_service(agent) -> None:
     )
     [info] = [labels for name, labels in got if name == "dnaagent_xbac_info"]
     assert dict(info)["role"] == status["role"] and dict(info)["group"] == status["group"]
+
+
+def test_dts_figures_equal_the_campaign_service(agent) -> None:
+    """After a finished campaign, probes, chunks and records per campaign equal local()."""
+    from tests.unit.test_dts_service import TARGETS, Fleet
+
+    fleet = Fleet(2)
+    first = fleet.services[0]
+    fleet.run(first.create("c1", TARGETS, chunk_size=2, lease_seconds=30))
+    for s in fleet.services:
+        fleet.run(s.join("c1"))
+    fleet.advance_until(
+        lambda: all(s.runners["c1"].state == "finished" for s in fleet.services), 120
+    )
+    agent.dts = first
+    local = first.local()
+    got = samples(generate_latest(make_registry(agent)).decode())
+    [info] = local["campaigns"]
+    c1 = (("campaign", "c1"),)
+    assert got[("dnaagent_dts_campaigns_joined", ())] == 1
+    assert got[("dnaagent_dts_probes_sent_total", ())] == local["probes_sent"] > 0
+    assert got[("dnaagent_dts_probes_refused_total", ())] == local["probes_refused"]
+    assert got[("dnaagent_dts_chunks_done_total", c1)] == info["chunks_done"]
+    assert got[("dnaagent_dts_records_total", c1)] == info["records"] > 0
+    assert got[("dnaagent_dts_errors_total", c1)] == info["errors"] == 0

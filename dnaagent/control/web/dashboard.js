@@ -32,6 +32,7 @@
     overlaySamples: [],
     query: {},
     busy: false,
+    again: false,
   };
 
   /* ------------------------------------------------------------ helpers */
@@ -723,8 +724,12 @@
   }
 
   async function refresh() {
-    if (state.busy) return;
+    if (state.busy) {
+      state.again = true; // e.g. another page was chosen: draw it when this one is done
+      return;
+    }
     state.busy = true;
+    state.again = false;
     const page = state.page;
     try {
       const [status, index] = await Promise.all([getJSON(API + "/status"), getJSON(API + "/dashboard")]);
@@ -754,6 +759,7 @@
     } finally {
       state.busy = false;
     }
+    if (state.again) refresh();
   }
 
   function show(page) {

@@ -23,6 +23,8 @@ The lookup keeps its candidates sorted by XOR distance to the target. Its
 SLOW candidate gives its place to the next one, but its late answer is still
 used). The lookup
 
+* asks the searched node (node lookups) as soon as it is known, even when
+  ``alpha`` requests are in flight: its answer alone can end the lookup early;
 * asks, while fewer than ``alpha`` requests are ASKED, the best NEW candidate
   of the window: the one sharing the longest prefix with the target, then the
   lowest known round-trip time (low-latency peers among equally good ones);
@@ -66,13 +68,18 @@ class Candidate:
 
     __slots__ = ("node_id", "dist", "host", "port", "state", "rank")
 
-    def __init__(self, node_id: bytes, dist: int, host: str | bytes, port: int, rtt: float) -> None:
+    def __init__(
+        self, node_id: bytes, dist: int, host: str | bytes, port: int, rtt: float | None = None
+    ) -> None:
         self.node_id = node_id
         self.dist = dist
         self.host = host
         self.port = port
         self.state = NEW
-        self.rank = (dist.bit_length(), rtt)
+        #: ``(common prefix length from the far end, known RTT)``: the lower the
+        #: better. Set when the candidate first enters the window (most
+        #: candidates never do), or here when ``rtt`` is given.
+        self.rank: tuple[int, float] | None = None if rtt is None else (dist.bit_length(), rtt)
 
     @property
     def address(self) -> Address:
@@ -129,7 +136,6 @@ class Lookup:
         cands = self.candidates
         order = self._order
         target = self.target_key
-        hint = self._rtt_hint
         exclude = self.exclude
         limit = self._limit
         # Candidates beyond the closest ``limit`` would never be asked: they
@@ -143,8 +149,7 @@ class Lookup:
             dist = from_bytes(node_id, "big") ^ target
             if worst is not None and dist >= worst:
                 continue
-            rtt = hint(node_id) if hint is not None else None
-            c = Candidate(node_id, dist, host, port, 1e9 if rtt is None else rtt)
+            c = Candidate(node_id, dist, host, port)
             cands[node_id] = c
             order.append(c)
             added = True
@@ -164,38 +169,61 @@ class Lookup:
         if self.done:
             return []
         out: list[Candidate] = []
-        while True:
-            best: Candidate | None = None
-            window = 0
-            complete = True
-            slow = False
-            for c in self._order:
-                s = c.state
-                if s == FAILED:
-                    continue
-                if s == SLOW and c.dist:
-                    slow = True
-                    continue
-                window += 1
-                if s != ANSWERED:
-                    complete = False
-                    if s == NEW and (best is None or c.rank < best.rank):
-                        best = c
-                if window >= self.k:
-                    break
-            # A slow request to a peer closer than the window's end still
-            # holds the end: requests are retransmitted, so its (late) answer
-            # usually comes, and may name nodes closer than any in the window.
-            # It frees its slot in the alpha in flight, though.
-            if complete and not slow:
-                self.done = True
-                return out
-            if best is None or self.active >= self.alpha:
-                return out
-            best.state = ASKED
-            self.active += 1
-            self.queries += 1
-            out.append(best)
+        k = self.k
+        hint = self._rtt_hint
+        order = self._order
+        # The searched node is asked as soon as it is known, even with alpha
+        # requests in flight: only its answer can end a node lookup early.
+        if order and not self.find_value:
+            first = order[0]
+            if first.dist == 0 and first.state == NEW:
+                first.state = ASKED
+                self.active += 1
+                self.queries += 1
+                out.append(first)
+        # One pass over the window: asking a NEW candidate keeps it in the
+        # window (ASKED), so the window and its end test do not change.
+        news: list[Candidate] = []
+        window = 0
+        complete = True
+        slow = False
+        for c in order:
+            s = c.state
+            if s == FAILED:
+                continue
+            if s == SLOW and c.dist:
+                slow = True
+                continue
+            window += 1
+            if s != ANSWERED:
+                complete = False
+                if s == NEW:
+                    news.append(c)
+            if window >= k:
+                break
+        # A slow request to a peer closer than the window's end still
+        # holds the end: requests are retransmitted, so its (late) answer
+        # usually comes, and may name nodes closer than any in the window.
+        # It frees its slot in the alpha in flight, though.
+        if complete and not slow:
+            self.done = True
+            return out
+        free = self.alpha - self.active
+        if free <= 0 or not news:
+            return out
+        if len(news) > 1:
+            for c in news:
+                if c.rank is None:
+                    rtt = hint(c.node_id) if hint is not None else None
+                    c.rank = (c.dist.bit_length(), 1e9 if rtt is None else rtt)
+            news.sort(key=_by_rank)
+        for c in news[:free]:
+            c.state = ASKED
+            out.append(c)
+        asked = min(free, len(news))
+        self.active += asked
+        self.queries += asked
+        return out
 
     def _finish_request(self, node_id: bytes) -> Candidate | None:
         c = self.candidates.get(node_id)
@@ -281,3 +309,4 @@ class Lookup:
 
 
 _by_dist = attrgetter("dist")
+_by_rank = attrgetter("rank")

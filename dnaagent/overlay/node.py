@@ -819,7 +819,8 @@ class OverlayNode(DatagramProtocol):
         """Run one iterative lookup; the Deferred fires with the finished :class:`Lookup`."""
         cfg = self.config
         self._counters["lookups"] += 1
-        closest = self.routing_table.closest(int.from_bytes(target, "big"), cfg.k)
+        # Unordered: the lookup sorts its candidates itself.
+        closest = self.routing_table.closest(int.from_bytes(target, "big"), cfg.k, ordered=False)
         lk = Lookup(
             target,
             [(c.node_id, c.address[0], c.address[1]) for c in closest],
@@ -869,13 +870,16 @@ class OverlayNode(DatagramProtocol):
         def on_soft() -> None:
             self._lookup_send(lk, d, lk.soft_timeout(node_id))
 
-        resend = retries = None
+        cfg = self.config
         if is_target:
             soft = resend = self._hedge_delay_for(node_id)
             # Its answer alone ends the lookup: two more copies than other requests.
-            retries = self.config.rpc_retries + 2
+            retries = cfg.rpc_retries + 2
         else:
             soft = self._soft_timeout_for(node_id)
+            retries = cfg.rpc_retries
+            # What _rpc would compute from the same RTO (done once here).
+            resend = min(max(soft, cfg.min_retransmit), cfg.rpc_timeout / (retries + 2))
         return self._rpc(
             cand.address,
             FIND_VALUE if lk.find_value else FIND_NODE,

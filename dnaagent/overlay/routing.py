@@ -39,13 +39,25 @@ from dnaagent.wire import ID_BITS, ID_BYTES
 class KBucket:
     """One k-bucket: contacts in least-recently-seen order and replacements."""
 
-    __slots__ = ("contacts", "replacements", "checking", "last_touched")
+    __slots__ = ("contacts", "replacements", "checking", "last_touched", "_keys")
 
     def __init__(self, now: float) -> None:
         self.contacts: dict[bytes, Contact] = {}
         self.replacements: dict[bytes, Contact] = {}
         self.checking: bytes | None = None
         self.last_touched = now
+        self._keys: list[int] | None = None
+
+    def keys(self) -> list[int]:
+        """Return the integer IDs of the contacts (cached until the members change).
+
+        Moving a contact to the tail keeps the members, so the cache survives the
+        routine updates; callers must not modify the list.
+        """
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = [c.key for c in self.contacts.values()]
+        return keys
 
     def least_recent(self) -> Contact:
         """Return the contact heard from least recently."""
@@ -74,6 +86,8 @@ class RoutingTable:
         self._created = now
         self.buckets: list[KBucket | None] = [None] * ID_BITS
         self._index: dict[bytes, Contact] = {}
+        #: The same contacts by integer ID (what closest() sorts).
+        self._by_key: dict[int, Contact] = {}
         #: No bucket below this index holds a contact (speeds up closest()).
         self._lowest = ID_BITS
 
@@ -116,52 +130,46 @@ class RoutingTable:
 
         Walks the buckets in distance order instead of sorting the whole table:
         the target's own bucket first, then every nearer bucket together (all
-        their distances share the target's top bit), then farther buckets. With
-        ``ordered=False`` the result is the same set but only partly sorted
-        (enough for a NODES answer, whose receiver sorts anyway).
+        their distances share the target's top bit), then farther buckets, until
+        ``n`` contacts are collected; only those are sorted. With ``ordered=False``
+        the result is the same set, unsorted when no cut was needed (enough for a
+        NODES answer, whose receiver sorts anyway).
         """
-        out: list[Contact] = []
         if n <= 0:
-            return out
+            return []
+        by_key = self._by_key
+        ex_key = None
+        want = n
+        if exclude is not None and exclude in self._index:
+            ex_key = int.from_bytes(exclude, "big")
+            want = n + 1
         i = (self.own_key ^ target).bit_length() - 1
         buckets = self.buckets
         lo = self._lowest
-        groups: list[list[Contact]] = []
+        keys: list[int] = []
         if i >= 0:
             b = buckets[i]
             if b is not None and b.contacts:
-                groups.append(list(b.contacts.values()))
-        if lo < i:
-            nearer: list[Contact] = []
+                keys.extend(b._keys or b.keys())
+        if len(keys) < want:
             for j in range(lo, i):
                 b = buckets[j]
                 if b is not None and b.contacts:
-                    nearer.extend(b.contacts.values())
-            if nearer:
-                groups.append(nearer)
-        j = max(i + 1, lo)
-        while True:
-            for group in groups:
-                if exclude is not None:
-                    group = [c for c in group if c.node_id != exclude]
-                need = n - len(out)
-                if len(group) > need:
-                    decorated = sorted([(c.key ^ target, c) for c in group])
-                    out.extend([c for _, c in decorated[:need]])
-                    return out
-                if ordered and len(group) > 1:
-                    group = [c for _, c in sorted([(c.key ^ target, c) for c in group])]
-                out.extend(group)
-                if len(out) >= n:
-                    return out
-            groups = []
-            while j < ID_BITS and not groups:
+                    keys.extend(b._keys or b.keys())
+            j = i + 1 if i + 1 > lo else lo
+            while len(keys) < want and j < ID_BITS:
                 b = buckets[j]
                 j += 1
                 if b is not None and b.contacts:
-                    groups.append(list(b.contacts.values()))
-            if not groups:
-                return out
+                    keys.extend(b._keys or b.keys())
+        if ex_key is not None and ex_key in keys:
+            keys.remove(ex_key)
+        if len(keys) > n:
+            keys.sort(key=target.__xor__)
+            del keys[n:]
+        elif ordered and len(keys) > 1:
+            keys.sort(key=target.__xor__)
+        return [by_key[k] for k in keys]
 
     def stale_buckets(self, now: float, interval: float) -> list[int]:
         """Return the indexes of buckets not touched for ``interval`` seconds.
@@ -224,7 +232,9 @@ class RoutingTable:
         b = self._bucket((self.own_key ^ c.key).bit_length() - 1, now)
         if len(b.contacts) < self.k:
             b.contacts[node_id] = c
+            b._keys = None
             self._index[node_id] = c
+            self._by_key[c.key] = c
             index = (self.own_key ^ c.key).bit_length() - 1
             if index < self._lowest:
                 self._lowest = index
@@ -284,6 +294,8 @@ class RoutingTable:
     def _evict(self, b: KBucket, c: Contact) -> None:
         del b.contacts[c.node_id]
         del self._index[c.node_id]
+        del self._by_key[c.key]
+        b._keys = None
         if not b.contacts and not b.replacements:
             self._lowest = next(
                 (i for i, x in enumerate(self.buckets) if x is not None and x.contacts), ID_BITS
@@ -301,6 +313,7 @@ class RoutingTable:
             # last contact puts it (it is usually the most recent one).
             b.contacts[best.node_id] = best
             self._index[best.node_id] = best
+            self._by_key[best.key] = best
             if len(b.contacts) > 1 and best.last_seen < b.least_recent().last_seen:
                 items = sorted(b.contacts.values(), key=lambda x: x.last_seen)
                 b.contacts = {x.node_id: x for x in items}

@@ -116,15 +116,14 @@ def agent(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     """Headless Chromium through chromedriver, with the browser log kept."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian's chromium and chromium-driver are not installed")
-    profile = Path(artifacts_dir().parent / ".chromium-profile")
-    shutil.rmtree(profile, ignore_errors=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh for every run
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (

@@ -94,6 +94,9 @@ def test_index_is_served_with_security_headers(http) -> None:
     assert headers["x-frame-options"] == "DENY"
     assert b'src="/ui/dashboard.js"' in body and b"<script>" not in body
     assert http.request("GET", "/ui/")[2] == body
+    assert http.request("GET", "/ui")[2] == body
+    status, headers, head_body = http.request("HEAD", "/")
+    assert status == 200 and head_body == b"" and headers["content-length"] == str(len(body))
 
 
 @pytest.mark.parametrize(

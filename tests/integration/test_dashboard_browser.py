@@ -22,12 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.browser_shot import CHROMEDRIVER, CHROMIUM, open_page, severe, start_browser
 from tests.integration.test_daemon_snmp import free_port, start_agent, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 pytestmark = pytest.mark.integration
 
@@ -118,44 +117,16 @@ def agent(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium through chromedriver, with the browser log kept."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
+    pytest.importorskip("selenium.webdriver")
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian's chromium and chromium-driver are not installed")
     profile = tmp_path_factory.mktemp("chromium-profile")  # fresh for every run
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1366,1800", f"--user-data-dir={profile}",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
+    driver = start_browser(str(profile))
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def open_page(driver, base: str, page: str):
-    """Load the dashboard on ``page`` and wait until the page drew its data."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{base}/#{page}")
-    selector = f'main[data-page="{page}"][data-loaded="1"]'
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
-    return driver.find_element(By.CSS_SELECTOR, selector)
-
-
-def severe(driver) -> list[dict]:
-    """SEVERE entries of the browser log since the last call."""
-    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
 def page_text(driver, selector: str = "#page") -> str:
@@ -307,7 +278,10 @@ def test_metrics_of_the_daemon_parse(agent) -> None:
 
 
 def expected_topology(results: list[dict]) -> tuple[set[str], set[frozenset[str]]]:
-    """Interfaces and links of Atlas traceroute results, hops linked only when one TTL apart."""
+    """Interfaces and links of Atlas traceroute results, hops linked only when one TTL apart.
+
+    A silent hop is the node ``* DESTINATION TTL``; an address never links to itself.
+    """
     nodes: set[str] = set()
     links: set[frozenset[str]] = set()
     for r in results:
@@ -317,7 +291,7 @@ def expected_topology(results: list[dict]) -> tuple[set[str], set[frozenset[str]
             answer = next((a["from"] for a in hop["result"] if "from" in a), None)
             here = answer or f"* {r['dst_addr']} {hop['hop']}"
             nodes.add(here)
-            if hop["hop"] == prev_ttl + 1:
+            if hop["hop"] == prev_ttl + 1 and here != prev:  # an address answering twice
                 links.add(frozenset((prev, here)))
             prev, prev_ttl = here, hop["hop"]
     return nodes, links

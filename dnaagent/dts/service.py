@@ -126,6 +126,7 @@ class CampaignRunner:
         self._stopped = False
         self._sleeps: set[defer.Deferred[Any]] = set()
         self._renewers: set[task.LoopingCall] = set()
+        self._sources: dict[str, str] = {}
         self._alive: task.LoopingCall | None = None
         self.finished: defer.Deferred[None] = defer.Deferred()
 
@@ -241,8 +242,6 @@ class CampaignRunner:
         try:
             stop_set = await self.plane.stop_set(lease.chunk)
             targets = await self.plane.targets(lease.chunk)
-            if targets and getattr(self.monitor, "src_addr", None) in ("0.0.0.0", "::", ""):
-                self.monitor.src_addr = source_for(targets[0])
             probing = defer.maybeDeferred(
                 self.monitor.probe_chunk,
                 self.plane.campaign,
@@ -262,7 +261,20 @@ class CampaignRunner:
                 renewer.stop()
         if self._stopped:
             return  # stopping: the lease runs out and another monitor takes the chunk
-        await self.plane.commit(holder["lease"], stop_set, [_as_dict(r) for r in records])
+        out = []
+        for r in records:
+            record = _as_dict(r)
+            # The source the routing table picks for each destination (the monitor has
+            # one address per family, or more when multihomed).
+            if record.get("src_addr") in ("0.0.0.0", "::", "", None):
+                dst = str(record.get("dst_addr", ""))
+                if dst not in self._sources:
+                    if len(self._sources) > 10_000:
+                        self._sources.clear()
+                    self._sources[dst] = source_for(dst)
+                record["src_addr"] = self._sources[dst]
+            out.append(record)
+        await self.plane.commit(holder["lease"], stop_set, out)
         self.chunks_done += 1
         self.records += len(records)
 

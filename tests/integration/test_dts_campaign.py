@@ -9,6 +9,9 @@ through four routers; the paths of m1 and of m2/m3 share r3 and r4, m2 and m3 sh
 
 (routers are ``.1``/``.17``/``.33`` of a /28 on the monitor side, r3 is ``.2``/``.18``/
 ``.33`` and r4 ``.34``/``203.0.113.1``/``.17``; t1 and t2 have seven addresses each.)
+Every address has an IPv6 twin: link ``Lk`` is 2001:db8:k::/64, the interface ID is the
+last IPv4 byte's digits. The overlay runs over IPv4; the campaign traces IPv4 and IPv6
+targets.
 Routes are static, derived from the same table; routers forward with ``rp_filter`` off;
 ICMP rate limits are lifted in every namespace. The agents form an overlay among
 themselves; m1's operator creates a campaign with ``dnactl trace campaign create`` over
@@ -17,8 +20,9 @@ three join, and m3 is killed with SIGKILL (by PID) while it holds a chunk, after
 committed one. The campaign completes (m3's chunk is claimed again once its lease
 expired), and what the exported RIPE Atlas JSON shows -- read back with
 ``ripe.atlas.sagan`` -- equals the namespace topology: every router interface, every
-router-to-router link seen from the monitors, every host address; each record's hops
-match the path the routing table gives.
+router-to-router link seen from the monitors, every host address (IPv4), the interfaces
+and links of the paths traced (IPv6); each record's hops match the path the routing
+table gives.
 
 Only documentation prefixes are used; everything is removed afterwards.
 """
@@ -98,14 +102,28 @@ def owner(address: str) -> str:
     raise KeyError(address)
 
 
+def v6(address: str) -> str:
+    """The IPv6 twin of an IPv4 address of the table: link ``Lk`` is 2001:db8:k::/64,
+    the interface ID the last IPv4 byte (as digits)."""
+    for link, members in LINKS.items():
+        if any(address in addrs for addrs in members.values()):
+            return f"2001:db8:{link[1:]}::{address.rsplit('.', 1)[1]}"
+    raise KeyError(address)
+
+
+V4_OF = {v6(a): a for m in LINKS.values() for addrs in m.values() for a in addrs}
+
+
 def truth_hops(monitor: str, destination: str) -> list[str]:
     """What answers at TTL 1, 2, ...: each router's address on the link the probe came
-    in by, then the destination itself."""
-    nodes = node_path(monitor, owner(destination))
+    in by, then the destination itself (IPv6 destinations: the IPv6 twins)."""
+    family6 = destination in V4_OF
+    nodes = node_path(monitor, owner(V4_OF.get(destination, destination)))
     hops = []
     for prev, node in zip(nodes, nodes[1:-1], strict=False):
         link = neighbours(prev)[node][0]
-        hops.append(LINKS[link][node][0])
+        address = LINKS[link][node][0]
+        hops.append(v6(address) if family6 else address)
     return [*hops, destination]
 
 
@@ -121,6 +139,9 @@ def targets() -> list[str]:
         out.append(host)
         if i < len(far):
             out.append(far[i])
+    # IPv6: two addresses of each host, two far-side router addresses.
+    hosts6 = [v6(a) for a in (*hosts[:2], *hosts[7:9])]
+    out += [hosts6[0], v6("198.51.100.1"), hosts6[1], v6("203.0.113.17"), *hosts6[2:]]
     return out
 
 
@@ -133,6 +154,7 @@ def build(lab: Lab) -> dict[str, Namespace]:
                 "net.ipv4.ip_forward": "1",
                 "net.ipv4.conf.all.rp_filter": "0",
                 "net.ipv4.conf.default.rp_filter": "0",
+                "net.ipv6.conf.all.forwarding": "1",
             }
         )
     devs: dict[tuple[str, str], str] = {}
@@ -143,7 +165,9 @@ def build(lab: Lab) -> dict[str, Namespace]:
         devs[(a, link)], devs[(b, link)] = da, db
         for node, addresses in members.items():
             for address in addresses:
-                ns[node].ip("addr", "add", f"{address}/{PREFIX_LEN}", "dev", devs[(node, link)])
+                dev = devs[(node, link)]
+                ns[node].ip("addr", "add", f"{address}/{PREFIX_LEN}", "dev", dev)
+                ns[node].ip("-6", "addr", "add", f"{v6(address)}/64", "dev", dev, "nodad")
     for node in ns:
         attached = {link for link, members in LINKS.items() if node in members}
         for link, members in LINKS.items():
@@ -152,6 +176,7 @@ def build(lab: Lab) -> dict[str, Namespace]:
             path = node_path(node, next(iter(members)))
             gateway = neighbours(node)[path[1]][1]
             ns[node].ip("route", "add", prefix(link), "via", gateway)
+            ns[node].ip("-6", "route", "add", f"2001:db8:{link[1:]}::/64", "via", v6(gateway))
     return ns
 
 
@@ -264,10 +289,11 @@ def test_campaign_survives_a_killed_monitor_and_finds_the_topology(world: World)
         "--chunk-size", "2", "--lease", str(LEASE), "--policy", "any",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr + world.fleet.logs()
-    assert f"{len(wanted)} targets in 10 chunks" in created.stdout
+    chunks = (len(wanted) + 1) // 2
+    assert f"{len(wanted)} targets in {chunks} chunks" in created.stdout
     # Nothing is probed before a monitor joins.
     status = m2.ctl_json("trace", "campaign", "status", CAMPAIGN, ok=(1,))
-    assert status["chunks_pending"] == 10 and status["probes"] == 0
+    assert status["chunks_pending"] == chunks and status["probes"] == 0
 
     def join(agent: AgentProcess) -> Any:
         done = agent.ctl("trace", "campaign", "join", CAMPAIGN)
@@ -301,7 +327,7 @@ def test_campaign_survives_a_killed_monitor_and_finds_the_topology(world: World)
     )  # fmt: skip
     status = json.loads(done.stdout or "{}")
     assert done.returncode == 0, f"not complete: {done.stdout}\n{world.fleet.logs()}"
-    assert status["complete"] and status["chunks_done"] == 10
+    assert status["complete"] and status["chunks_done"] == chunks
     taken_over = status["chunks"][lost]["done"]
     assert taken_over and "m3" not in taken_over, status["chunks"][lost]
     assert status["monitors"]["m3"]["alive"] is False
@@ -322,7 +348,8 @@ def test_campaign_survives_a_killed_monitor_and_finds_the_topology(world: World)
     traced = []
     for r, rec in zip(results, raw, strict=True):
         monitor = rec["dts"]["monitor"]
-        assert r.source_address == sources[monitor], rec
+        source = sources[monitor]
+        assert r.source_address == (v6(source) if ":" in r.destination_address else source), rec
         truth = truth_hops(monitor, r.destination_address)
         for hop in r.hops:
             origins = [p.origin for p in hop.packets if p.origin]
@@ -338,12 +365,26 @@ def test_campaign_survives_a_killed_monitor_and_finds_the_topology(world: World)
     host_addresses = {
         a for m in LINKS.values() for n, addrs in m.items() if n in HOSTS for a in addrs
     }
-    assert interfaces | (reached & router_addresses) == router_addresses
-    assert reached == set(wanted) and host_addresses <= reached
+    assert reached == set(wanted)
+    # IPv4: every router interface and every router-to-router link as the monitors see
+    # them (each monitor traced hosts), every host address.
+    v4 = {a for a in interfaces if ":" not in a}
+    assert v4 | (reached & router_addresses) == router_addresses
+    assert host_addresses <= reached
     expected_links = set()
     for monitor in MONITORS:
         for host in host_addresses:
             path = truth_hops(monitor, host)[:-1]
             expected_links.update(zip(path, path[1:], strict=False))
-    assert links == expected_links
+    assert {link for link in links if ":" not in link[0]} == expected_links
     assert {m for m, _ in traced} == set(MONITORS)
+    # IPv6: the interfaces and links of the paths the records traced, exactly.
+    expected6: set[str] = set()
+    links6: set[tuple[str, str]] = set()
+    for monitor, dst in traced:
+        if ":" in dst:
+            path = truth_hops(monitor, dst)[:-1]
+            expected6.update(path)
+            links6.update(zip(path, path[1:], strict=False))
+    assert expected6 and {a for a in interfaces if ":" in a} == expected6
+    assert {link for link in links if ":" in link[0]} == links6

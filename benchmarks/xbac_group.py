@@ -130,10 +130,12 @@ def xbac_bytes(a: AgentProcess) -> tuple[int, int]:
 
 def timed_predictions(
     agents: list[AgentProcess], clusters: int, requests: int
-) -> tuple[list[float], list[float], dict[str, int]]:
-    """Ask ``requests`` predictions; return service times, client times (ms), answer counts."""
+) -> tuple[list[float], list[float], dict[str, int], dict[str, list[float]]]:
+    """Ask ``requests`` predictions; return service times, client times (ms), answer counts
+    and the service times by outcome (answered or without basis)."""
     server: list[float] = []
     client: list[float] = []
+    by_outcome: dict[str, list[float]] = {"predicted": [], "none": []}
     counts = {"predicted": 0, "none": 0}
     kinds = ("own", "other", "unknown")
     for r in range(requests):
@@ -151,8 +153,10 @@ def timed_predictions(
         out = a.post("/api/v1/xbac/predict/rtt", {"host": host})
         client.append((time.perf_counter() - t0) * 1000)
         server.append(float(out["elapsed_ms"]))
-        counts["predicted" if out["predicted"] else "none"] += 1
-    return server, client, counts
+        outcome = "predicted" if out["predicted"] else "none"
+        counts[outcome] += 1
+        by_outcome[outcome].append(float(out["elapsed_ms"]))
+    return server, client, counts, by_outcome
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             after = [overlay_bytes(a) for a in agents]
             xb_after = [xbac_bytes(a) for a in agents]
             log(f"timing {args.requests} predictions")
-            server, client, counts = timed_predictions(agents, args.clusters, args.requests)
+            server, client, counts, by_outcome = timed_predictions(
+                agents, args.clusters, args.requests
+            )
             final = [a.get("/api/v1/xbac") for a in agents]
         finally:
             fleet.close()
@@ -223,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             "service_p99": round(quantile(server, 0.99), 3),
             "client_p50": round(quantile(client, 0.5), 3),
             "client_p99": round(quantile(client, 0.99), 3),
+            "answered_p99": round(quantile(by_outcome["predicted"], 0.99), 3),
+            "no_basis_p99": round(quantile(by_outcome["none"], 0.99), 3),
             "requests": len(server),
             **counts,
         },
@@ -246,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         f"answer time (service) p50 {a['service_p50']:.2f} ms, p99 {a['service_p99']:.2f} ms "
         f"(target <= 50 ms); with HTTP p50 {a['client_p50']:.2f} ms, p99 {a['client_p99']:.2f} ms"
     )
-    print(f"  {a['requests']} requests: {a['predicted']} answered, {a['none']} without basis")
+    print(
+        f"  {a['requests']} requests: {a['predicted']} answered (p99 {a['answered_p99']:.2f} ms), "
+        f"{a['none']} without basis (p99 {a['no_basis_p99']:.2f} ms)"
+    )
     print(
         f"traffic per node over {result['window_s']:.0f} s: "
         f"overlay out {t['overlay_out_mean']} B/s (max {t['overlay_out_max']}), "

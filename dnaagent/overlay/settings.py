@@ -31,7 +31,7 @@ class OverlayConfig:
     rpc_retries: int = 2
     #: Shortest wait before the first retransmission (seconds): a peer whose few
     #: RTT samples were all short is not flooded with copies of every request.
-    min_retransmit: float = 0.25
+    min_retransmit: float = 0.5
     #: Soft timeout of a request to a peer without RTT samples (seconds).
     initial_rto: float = 1.0
     #: Bounds of the adaptive soft timeout ``srtt + 4 * rttvar`` (seconds).

@@ -223,3 +223,27 @@ def test_group_engine_waits_for_the_overlay_before_bootstrapping() -> None:
     clock.advance(60)
     assert Engine.started == 1
     svc.stopService()
+
+
+def test_connect_joins_the_overlay_through_the_address() -> None:
+    """connect(address) joins the overlay through that agent (the thesis' bootstrapping call)."""
+    from dnaagent.xbac.service import XbacInputError, XbacService
+    from dnaagent.xbac.settings import XbacSection
+
+    joined: list = []
+
+    class Overlay:
+        routing_table: list = []
+
+        def join(self, seeds):
+            joined.append(seeds)
+            return defer.succeed(3)
+
+    svc = XbacService(XbacSection(), task.Clock(), None)
+    svc.overlay = Overlay()
+    out: list = []
+    svc.connect("127.0.0.5:4100").addCallback(out.append)
+    assert joined == [[("127.0.0.5", 4100)]]
+    assert out[0]["peers"] == 3 and out[0]["address"] == "127.0.0.5:4100"
+    with pytest.raises(XbacInputError, match="not an IP address"):
+        svc.connect("agent.example")

@@ -80,6 +80,7 @@ from twisted.python.failure import Failure
 
 from dnaagent.errors import DnaAgentError
 from dnaagent.overlay.contact import Peer
+from dnaagent.overlay.errors import RequestTimeout
 from dnaagent.xbac.cluster import greedy_clusters, similar, summarize
 from dnaagent.xbac.group import MeridianRings, meets_grouping_criterion
 from dnaagent.xbac.params import XbacParams
@@ -392,13 +393,27 @@ class XbacNode:
             m = self.members.get(to)
             if m is not None:
                 to = (m.ip, m.port)
-        self._count(name, "out", body)
-        try:
-            return self.overlay.request(
-                to, name, body, timeout=self.params.rpc_timeout if timeout is None else timeout
-            )
-        except Exception as e:
-            return fail(e)
+        wait = self.params.rpc_timeout if timeout is None else timeout
+        # Group requests are idempotent: a lost datagram costs one more try, not a member.
+        tries = 1 if name == "xbac.info" else 1 + self.params.retries
+
+        def attempt(left: int) -> Deferred[Any]:
+            self._count(name, "out", body)
+            try:
+                d = self.overlay.request(to, name, body, timeout=wait)
+            except Exception as e:
+                return fail(e)
+            if left <= 1:
+                return d
+
+            def again(f: Failure) -> Any:
+                if f.check(RequestTimeout) and self._running:
+                    return attempt(left - 1)
+                return f
+
+            return d.addErrback(again)
+
+        return attempt(tries)
 
     def _rtt(self, host: str) -> Deferred[float | None]:
         try:

@@ -44,6 +44,8 @@ class XbacParams:
     probe_burst: int = 50
     #: How long a leader keeps sending its state to members it dropped for silence.
     lost_memory: float = 3600.0
+    #: Further tries of a group request that timed out (they are idempotent).
+    retries: int = 1
     #: DefaultRPCTimeout-like timeout of group requests.
     rpc_timeout: float = 2.0
     #: How long "is the target an XBAC host?" may take before a prediction gives up.
@@ -98,6 +100,8 @@ class XbacParams:
                 raise ValueError(f"{name} must be at least 1")
         if self.backups < 0:
             raise ValueError("backups must not be negative")
+        if not 0 <= self.retries <= 5:
+            raise ValueError("retries must be between 0 and 5")
         if self.probe_burst < 1:
             raise ValueError("probe_burst must be at least 1")
         if self.orphan_timeout <= self.leader_timeout:

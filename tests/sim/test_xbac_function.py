@@ -78,8 +78,18 @@ def check(lab: Lab, observed: dict[bytes, set[str]]) -> dict[str, int]:
 
 def test_random_operations_keep_groups_consistent() -> None:
     """25 random operations; the group invariants hold after every one of them."""
+    run_operations(loss=0.0)
+
+
+def test_random_operations_with_message_loss() -> None:
+    """The same operations with 2 % of the datagrams lost: the invariants still hold."""
+    run_operations(loss=0.02)
+
+
+def run_operations(loss: float) -> None:
+    """The operations of thesis test 6.2 with ``loss`` of the datagrams lost."""
     lat = SiteLatency(SITES, seed=5)
-    lab = Lab(lat, seed=5)
+    lab = Lab(lat, seed=5, loss=loss)
     rng = random.Random(11)
     n = 0
     for site, count in LAYOUT.items():

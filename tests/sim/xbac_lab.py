@@ -65,12 +65,16 @@ class Lab:
     """A set of XBAC agents on one simulated network."""
 
     def __init__(
-        self, latency: SiteLatency, params: XbacParams | None = None, seed: int = 1
+        self,
+        latency: SiteLatency,
+        params: XbacParams | None = None,
+        seed: int = 1,
+        loss: float = 0.0,
     ) -> None:
         self.clock = SimClock(strict=True)
         self.latency = latency
         self.params = params or XbacParams()
-        self.net = MemoryNetwork(self.clock, delay=0.002, seed=seed)  # type: ignore[arg-type]
+        self.net = MemoryNetwork(self.clock, delay=0.002, loss=loss, seed=seed)  # type: ignore[arg-type]
         self.rng = random.Random(seed)
         self.config = OverlayConfig(require_signatures=False, rpc_timeout=2.0, app_timeout=3.0)
         self.agents: dict[str, XbacNode] = {}

@@ -530,9 +530,11 @@ class Prober:
         """Send one probe to ``destination`` with IP TTL ``ttl``; fire with its :class:`Reply`."""
         protocol = protocol or self.protocol
         try:
-            destination = str(ipaddress.ip_address(destination))
+            address = ipaddress.ip_address(destination)
         except ValueError:
             return defer.fail(ValueError(f"{destination!r} is not an IP address"))
+        mapped = getattr(address, "ipv4_mapped", None)
+        destination = str(mapped or address)  # ::ffff:a.b.c.d is probed as IPv4
         if protocol not in PROTOCOLS:
             return defer.fail(ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}"))
         if not 1 <= ttl <= 255:
@@ -569,7 +571,14 @@ class Prober:
         protocol = protocol or self.protocol
         v6 = _family(destination)
         fam = self._sockets(v6, protocol)
-        src = _source_for(destination)
+        try:
+            src = _source_for(destination)
+        except OSError:  # no route: the identifiers without the checksum
+            src = None
+        if src is None:
+            if protocol == UDP:
+                return {"src_port": fam.udp_port, "dst_port": self.dst_port}
+            return {"ident": fam.icmp_ident}
         if protocol == UDP:
             data = udp_datagram(src, destination, fam.udp_port, self.dst_port, probe_payload(0))
             return {

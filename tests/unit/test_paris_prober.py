@@ -451,3 +451,12 @@ def test_closing_from_an_answer_callback_stops_reading() -> None:
     reader.connectionLost(None)  # would spin on the closed socket before
     assert udp.closed and not reactor.readers
     assert results(d)[0].address == R3_4
+
+
+def test_ipv4_mapped_destination_is_probed_as_ipv4() -> None:
+    """::ffff:203.0.113.2 goes out of the IPv4 socket to 203.0.113.2."""
+    prober, _reactor, sockets = make()
+    prober.probe("::ffff:" + DST4, 2)
+    udp = sockets.find(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp.sent[0][1] == (DST4, 33434)
+    assert not [s for s in sockets.made if s.family == socket.AF_INET6]

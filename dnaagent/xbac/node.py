@@ -97,6 +97,9 @@ ROLES = ("none", "member", "backup", "leader")
 MAX_HOST = 64
 _SELF_GROUP = "self"
 _MAX_WIRE_CLUSTER = 5000
+#: Deletion version that removes whatever version is held: cluster ids are never reused, so
+#: dissolving a cluster needs no ordering against writes (and no agreement of clocks).
+_ANY = 1e12
 
 
 class XbacProtocolError(DnaAgentError, ValueError):
@@ -255,6 +258,40 @@ def _check_cluster(v: Any, points: int, max_hosts: int) -> dict[str, Any]:
             if rec[3] is not None:
                 _row(rec[3], points)
     return d
+
+
+def _cap_levels(data: dict[str, Any], limit: int) -> None:
+    """Keep at most ``limit`` (host, member) level records in a cluster, the newest."""
+    lv = data.get("lv", {})
+    recs = [(rec[2], h, m) for h, per in lv.items() for m, rec in per.items()]
+    if len(recs) <= limit:
+        return
+    recs.sort()
+    for _, h, m in recs[: len(recs) - limit]:
+        del lv[h][m]
+        if not lv[h]:
+            del lv[h]
+
+
+def _fit_cluster(data: dict[str, Any]) -> dict[str, Any]:
+    """Cluster data small enough for one message: rows, then the oldest levels, go first."""
+    if len(msgpack.packb(data, use_bin_type=True)) <= _MAX_WIRE_CLUSTER:
+        return data
+    out = dict(data)
+    lv = {h: {m: list(r) for m, r in per.items()} for h, per in data.get("lv", {}).items()}
+    out["lv"] = lv
+    recs = sorted((r[2], h, m) for h, per in lv.items() for m, r in per.items())
+    for _, h, m in recs:
+        lv[h][m][3] = None
+        if len(msgpack.packb(out, use_bin_type=True)) <= _MAX_WIRE_CLUSTER:
+            return out
+    for _, h, m in recs:
+        del lv[h][m]
+        if not lv[h]:
+            del lv[h]
+        if len(msgpack.packb(out, use_bin_type=True)) <= _MAX_WIRE_CLUSTER:
+            break
+    return out
 
 
 # ---------------------------------------------------------------- the node
@@ -1211,7 +1248,8 @@ class XbacNode:
     # ================================================================ storage
 
     def _entry_wire(self, e: Entry, now: float) -> list[Any]:
-        return [e.kind, e.ident, e.value, e.version, max(1.0, e.expires - now)]
+        value = _fit_cluster(e.value) if e.kind == "c" else e.value
+        return [e.kind, e.ident, value, e.version, max(1.0, e.expires - now)]
 
     def _push(self, to: bytes, entries: list[Entry], backup: bool) -> None:
         now = self._now()
@@ -1445,6 +1483,7 @@ class XbacNode:
                 now,
                 _row_bytes(row) if row is not None else None,
             ]
+            _cap_levels(data, self.params.max_levels)
             e.version = now
             e.expires = now + self.params.entry_ttl
             touched.add(key)
@@ -1633,7 +1672,7 @@ class XbacNode:
             mine = self._summary(e.value, order, (e.ident, e.version, len(e.value["h"])))
             if mine is not None and similar(mine, theirs, self.params.clusters):
                 e.value["p"] = now + self.params.clusters.protection
-                return {"merge": [int(e.ident), e.value, e.version]}
+                return {"merge": [int(e.ident), _fit_cluster(e.value), e.version]}
         return {"merge": None}
 
     def _merge_request(self, body: Any, sender: bytes, cid: int) -> None:
@@ -1709,11 +1748,11 @@ class XbacNode:
                 self.store.delete(key)
                 b = self.ring.backup_of(key)
                 if b is not None:
-                    self._send(b, "xbac.delete", {"k": list(key), "v": now}).addErrback(
+                    self._send(b, "xbac.delete", {"k": list(key), "v": _ANY}).addErrback(
                         lambda f: None
                     )
             else:
-                self._delete(key, now)
+                self._delete(key, _ANY)
         return new_ids
 
     def _split_pass(self) -> None:
@@ -1841,11 +1880,18 @@ class XbacNode:
             return succeed(None)
         d = self._cluster_of(target)
 
-        def with_cid(cid: int | None) -> Any:
+        def with_cid(cid: int | None, again: bool = True) -> Any:
             if cid is None:
                 self._observe(target)
                 return None
-            return self._fetch(("c", str(cid))).addCallback(self._from_cluster, target)
+
+            def got(data: Any) -> Any:
+                if data is None and again and self._cid.pop(target, None) is not None:
+                    # The cluster was merged or split since we looked: look again.
+                    return self._cluster_of(target).addCallback(with_cid, False)
+                return self._from_cluster(data, target)
+
+            return self._fetch(("c", str(cid))).addCallback(got)
 
         def done(p: Prediction | None) -> Prediction | None:
             if p is None:

@@ -79,6 +79,8 @@ class XbacParams:
     max_members: int = 256
     #: Most hosts of one cluster carried in one message.
     max_cluster_hosts: int = 64
+    #: Most (host, member) level records a cluster keeps (the newest): bounds its size.
+    max_levels: int = 64
     #: Default overlay port of other agents, used to ask a target host for its group.
     port: int = 4001
 
@@ -110,5 +112,7 @@ class XbacParams:
             raise ValueError("leader_timeout must exceed alive_interval")
         if self.backup_ttl <= self.backup_interval:
             raise ValueError("backup_ttl must exceed backup_interval")
+        if not 1 <= self.max_levels <= 1024:
+            raise ValueError("max_levels must be between 1 and 1024")
         if not 2 <= self.max_members <= 4096 or not 1 <= self.max_cluster_hosts <= 512:
             raise ValueError("max_members in [2, 4096] and max_cluster_hosts in [1, 512]")

@@ -220,3 +220,36 @@ def test_summary_broadcasts_respect_the_byte_budget() -> None:
         assert sent <= params.budget * span + params.burst
         deferred += a.counters["summaries_deferred"]
     assert deferred > 0
+
+
+def test_cluster_data_fits_one_message() -> None:
+    """A large cluster is capped to its newest levels and trimmed to fit one datagram."""
+    import msgpack
+    import numpy as np
+
+    from dnaagent.xbac.node import _cap_levels, _check_cluster, _fit_cluster, _row_bytes
+
+    row = _row_bytes(np.full(8, 0.1))
+    hosts = [f"192.0.2.{i}" for i in range(1, 65)]
+    data = {
+        "h": hosts,
+        "hg": {},
+        "p": 0.0,
+        "t": 0.0,
+        "n": 10.0,
+        "s": 60.0,
+        "lv": {
+            h: {f"{m:016x}": [0.1, 20, float(i * 10 + m), row] for m in range(10)}
+            for i, h in enumerate(hosts)
+        },
+    }
+    assert len(msgpack.packb(data, use_bin_type=True)) > 8192
+    small = _fit_cluster(data)
+    assert len(msgpack.packb(small, use_bin_type=True)) <= 5000
+    assert small["h"] == hosts and _check_cluster(small, 8, 256) is small
+    newest = max(rec[2] for per in small["lv"].values() for rec in per.values())
+    assert newest == 63 * 10 + 9
+    _cap_levels(data, 64)
+    kept = [rec[2] for per in data["lv"].values() for rec in per.values()]
+    assert len(kept) == 64
+    assert sorted(kept) == sorted(float(i * 10 + m) for i in range(64) for m in range(10))[-64:]

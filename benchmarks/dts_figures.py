@@ -146,14 +146,20 @@ def plot(f3: list[dict[str, Any]], f4: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), sharey=True)
     for ax, share in zip(axes, (0.0, 0.25, 0.5, 0.75), strict=True):
-        for chunks, marker in ((1, "o"), (4, "s"), (16, "^")):
+        # One colour per chunk count in every panel (1 chunk has no 25-75 % panels).
+        for chunks, marker, color in ((1, "o", "C0"), (4, "s", "C1"), (16, "^", "C2")):
             pts = [
                 (r["failed_monitors"], r["mean_probes_alive"])
                 for r in f4
                 if r["chunks"] == chunks and r["completed_share"] == share
             ]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker=marker, label=f"{chunks} chunk(s)")
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    marker=marker,
+                    color=color,
+                    label=f"{chunks} chunk(s)",
+                )
         ax.set_title(f"fail after {int(share * 100)} % of chunks")
         ax.set_xlabel("failed monitors (of 16)")
         ax.set_xticks([0, 5, 10, 15])

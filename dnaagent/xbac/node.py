@@ -68,7 +68,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -503,7 +503,7 @@ class XbacNode:
 
     # ================================================================ bootstrapping
 
-    def _bootstrap(self) -> Deferred[None]:
+    def _bootstrap(self) -> Deferred[Any]:
         d = self._read_leaders()
 
         def walk(records: list[LeaderRecord]) -> Deferred[None] | None:
@@ -607,8 +607,8 @@ class XbacNode:
                 to_leader = vals[0]
                 if to_leader is None:
                     return next_one(neigh)
-                leader_to = {r.node_id: dl for r, dl in neigh}
-                host_to = {
+                leader_to: dict[Hashable, float] = {r.node_id: dl for r, dl in neigh}
+                host_to: dict[Hashable, float] = {
                     r.node_id: v for (r, _), v in zip(neigh, vals[1:], strict=True) if v is not None
                 }
                 if meets_grouping_criterion(to_leader, leader_to, host_to, self.params.grouping):
@@ -827,13 +827,16 @@ class XbacNode:
                 for n in cands
             ]
 
+            start: float = d0
+
             def pick(results: list[tuple[bool, Any]]) -> Any:
-                best, best_d = None, d0
+                best: bytes | None = None
+                best_d = start
                 for n, (ok, r) in zip(cands, results, strict=True):
                     if not ok or type(r) is not dict:
                         continue
-                    v = r.get("d")
-                    if type(v) in (int, float) and math.isfinite(v) and 0 <= v < best_d:
+                    v: Any = r.get("d")
+                    if isinstance(v, int | float) and math.isfinite(v) and 0 <= v < best_d:
                         best, best_d = n, float(v)
                 if best is None:
                     return {"n": None, "d": d0}
@@ -1583,7 +1586,8 @@ class XbacNode:
             hit = self._summaries.get(key)
             if hit is not None and hit[0] == stamp:
                 return hit[1]
-        out = summarize(self._profile(data, h, order) for h in data["h"])
+        profiles = (self._profile(data, h, order) for h in data["h"])
+        out = summarize(p for p in profiles if p is not None)
         if key is not None:
             if len(self._summaries) > 4 * len(self.store.primary) + 64:
                 self._summaries.clear()
@@ -1721,9 +1725,13 @@ class XbacNode:
             hg.update(data.get("hg", {}))
         tmp = {"h": hosts, "lv": lv}
         profiles = {h: self._profile(tmp, h, order) for h in hosts}
-        parts = greedy_clusters(
-            hosts, lambda h: profiles[h], self.params.clusters, self.params.clusters.relax
+        found = greedy_clusters(
+            list[Hashable](hosts),
+            lambda h: profiles[str(h)],
+            self.params.clusters,
+            self.params.clusters.relax,
         )
+        parts = [[str(h) for h in part] for part in found]
         new_ids = []
         for part in parts:
             ncid = self._new_cid()

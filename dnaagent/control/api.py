@@ -6,6 +6,12 @@ JSON body and returns a JSON-ready value (or a Deferred of one), or raises
 :class:`ApiError` for a clear client error. Every request is checked for
 size, content type and shape before a handler sees it.
 
+Web pages open in a browser on the same host must not be able to drive the
+agent: a POST or PUT must say ``Content-Type: application/json`` (which a
+cross-site page cannot send without a CORS preflight this API never grants),
+the ``Host`` header must be an IP literal or ``localhost`` (no DNS rebinding),
+and an ``Origin`` header, when present, must name such a host too.
+
 Routes of the agent core (see ``docs/control-api.md``)::
 
     GET  /api/v1/status                agent state, schedule, result summary
@@ -17,6 +23,7 @@ Routes of the agent core (see ``docs/control-api.md``)::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +39,32 @@ from dnaagent.mediator.interface import InvalidParameters
 MAX_BODY = 64 * 1024
 
 Handler = Callable[[Mapping[str, str], Any], Any]
+
+
+def _host_part(value: str) -> str:
+    """The host of a ``Host`` header or URL authority, without port and brackets."""
+    value = value.strip()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def local_host(value: str) -> bool:
+    """Whether a ``Host``/``Origin`` host names this machine without a DNS name.
+
+    ``localhost`` and IP literals pass; any other name could be re-bound to
+    127.0.0.1 by a hostile DNS server and is refused.
+    """
+    host = _host_part(value).rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class ApiError(Exception):
@@ -84,6 +117,7 @@ class JsonApi(resource.Resource):
             if any(p == path for _, p in self._routes):
                 raise ApiError(405, f"{method} is not allowed on {path}")
             raise ApiError(404, f"no such endpoint: {path} (see GET /api/v1 for the list)")
+        self._check_origin(request, method)
         args: dict[str, str] = {}
         for key, values in (request.args or {}).items():
             name = key.decode("utf-8", "replace")
@@ -99,6 +133,30 @@ class JsonApi(resource.Resource):
                 except (ValueError, UnicodeDecodeError) as e:
                     raise ApiError(400, f"request body is not valid JSON: {e}") from None
         return handler(args, body)
+
+    def _check_origin(self, request: server.Request, method: str) -> None:
+        """Refuse what a web page elsewhere could make a browser send (see the module doc)."""
+
+        def header(name: bytes) -> str | None:
+            value = request.getHeader(name)
+            if isinstance(value, bytes):
+                return value.decode("latin-1")
+            return value
+
+        host = header(b"host")
+        if host is not None and not local_host(host):
+            raise ApiError(403, f"Host {host!r} is not this machine's address or localhost")
+        origin = header(b"origin")
+        if origin is not None and origin != "null":
+            authority = origin.split("://", 1)[-1].split("/", 1)[0]
+            if not local_host(authority):
+                raise ApiError(403, f"requests from pages of {origin!r} are not accepted")
+        elif origin == "null":
+            raise ApiError(403, "requests from opaque origins are not accepted")
+        if method in ("POST", "PUT"):
+            ctype = (header(b"content-type") or "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise ApiError(415, f"{method} needs Content-Type: application/json")
 
     def _send(self, request: server.Request, status: int, value: Any) -> None:
         try:

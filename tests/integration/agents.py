@@ -191,7 +191,7 @@ class AgentProcess:
             self.api + path,
             data=data,
             method=method,
-            headers={"content-type": "application/json"} if data is not None else {},
+            headers={"content-type": "application/json"},
         )
         try:
             with _OPENER.open(req, timeout=timeout) as answer:
@@ -276,8 +276,7 @@ method, url, body, timeout = sys.argv[1:]
 data = None if body == "null" else body.encode()
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 req = urllib.request.Request(url, data=data, method=method)
-if data is not None:
-    req.add_header("content-type", "application/json")
+req.add_header("content-type", "application/json")
 try:
     with opener.open(req, timeout=float(timeout)) as answer:
         sys.stdout.write(answer.read().decode())

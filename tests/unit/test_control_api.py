@@ -194,3 +194,48 @@ def test_api_error_and_duplicate_route() -> None:
     assert Http(make_site(api)).request("GET", "/t") == (418, {"error": "short and stout"})
     with pytest.raises(ValueError):
         api.route("GET", "/t", teapot)
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ("Host: localhost:4080\r\n", 200),
+        ("Host: 127.0.0.1:4080\r\n", 200),
+        ("Host: [::1]:4080\r\n", 200),
+        ("Host: evil.example:4080\r\n", 403),  # DNS rebinding
+        ("Origin: http://127.0.0.1:4080\r\n", 200),  # the dashboard itself
+        ("Origin: https://evil.example\r\n", 403),
+        ("Origin: null\r\n", 403),
+    ],
+)
+def test_only_local_hosts_and_origins(agent, headers, status) -> None:
+    """Pages elsewhere cannot read or drive the API through a browser on this host."""
+    site = make_site(agent.api)
+    proto = site.buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    if headers.startswith("Host"):
+        raw = f"GET /api/v1/status HTTP/1.1\r\n{headers}\r\n"
+    else:
+        raw = f"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
+    proto.dataReceived(raw.encode())
+    assert Http.parse(transport)[0] == status
+
+
+def test_post_needs_json_content_type(http) -> None:
+    """A cross-site form or text/plain POST (no preflight) is refused before any handler."""
+    body = b'{"module": "fake"}'
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        extra = f"Content-Type: {ctype}\r\n" if ctype else ""
+        raw = (
+            f"POST /api/v1/run HTTP/1.1\r\nHost: localhost\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        proto = http.site.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(raw)
+        status, answer = Http.parse(transport)
+        assert status == 415 and "application/json" in answer["error"]
+    status, _ = http.request("POST", "/api/v1/run", body)
+    assert status == 200

@@ -133,6 +133,9 @@ class Request:
     def setResponseCode(self, code: int) -> None:  # noqa: N802
         self.code = code
 
+    def getHeader(self, name: bytes) -> str | None:  # noqa: N802
+        return "application/json" if name == b"content-type" else None
+
     def setHeader(self, name: bytes, value: bytes) -> None:  # noqa: N802
         pass
 

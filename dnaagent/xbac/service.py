@@ -309,7 +309,7 @@ class XbacService(Service):
 
     def _measure_seconds(self, host: str) -> defer.Deferred[float | None]:
         """One active measurement with the configured method: RTT in seconds or None."""
-        d = self._measure(host)
+        d: defer.Deferred[Any] = self._measure(host)
         d.addCallback(lambda r: None if r["rtt_ms"] is None else r["rtt_ms"] / 1000.0)
         return d
 

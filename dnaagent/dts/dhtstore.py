@@ -73,6 +73,8 @@ from dnaagent.dts.stopsets import GlobalStopSet
 RECORD_TTL = 7 * 86400
 #: Bytes of one value we write (the overlay refuses more than 2048; room for framing).
 VALUE_LIMIT = 1800
+#: Most PD parts a manifest may name (a chunk of 40 targets at 64 hops needs far fewer).
+MAX_PARTS = 256
 
 
 class AsyncDht(Protocol):
@@ -221,6 +223,16 @@ def _stop_set_parts(chunk: int, pairs: Iterable[tuple[str, str]], limit: int) ->
     if len(current):
         out.append(current.encode())
     return out
+
+
+def _record_like(item: Any) -> bool:
+    """A PD item with a destination and hops ``[[ttl, ...], ...]`` (what readers need)."""
+    if not isinstance(item, dict) or not isinstance(item.get("dst_addr"), str):
+        return False
+    hops = item.get("hops", [])
+    return isinstance(hops, list) and all(
+        isinstance(h, list) and h and isinstance(h[0], int) for h in hops
+    )
 
 
 def merge_chunk(chunk: int, values: Iterable[dict[str, Any]]) -> TargetChunk | None:
@@ -695,7 +707,12 @@ class DhtPlane:
         for obj in await self._values(chunk_key("pd", self.campaign, n)):
             if obj.get("k") != "pd" or not isinstance(obj.get("m"), str):
                 continue
-            if not isinstance(obj.get("c"), str) or not isinstance(obj.get("parts"), int):
+            parts = obj.get("parts")
+            if not isinstance(obj.get("c"), str) or not isinstance(parts, int):
+                self.malformed += 1
+                continue
+            if not 0 <= parts <= MAX_PARTS:
+                self.malformed += 1  # more parts than any chunk can need: not read
                 continue
             if obj["c"] in seen:
                 continue
@@ -731,18 +748,22 @@ class DhtPlane:
                     missing += 1
                     continue
                 for item in items:
-                    if not isinstance(item, dict) or not isinstance(item.get("dst_addr"), str):
+                    if not _record_like(item):
                         self.malformed += 1
                         continue
-                    ident = (str(item.get("monitor")), item["dst_addr"], str(item.get("timestamp")))
+                    ident: tuple[str, ...] = (
+                        str(item.get("monitor")),
+                        str(item["dst_addr"]),
+                        str(item.get("timestamp")),
+                    )
                     if ident in commit:
                         commit[ident]["hops"] = sorted(
                             commit[ident]["hops"] + list(item.get("hops", [])), key=lambda h: h[0]
                         )
                     else:
                         commit[ident] = {**item, "hops": list(item.get("hops", []))}
-            for ident, record in commit.items():
-                dedup = (ident[1],) if self.policy == "any" else (ident[0], ident[1])
+            for key, record in commit.items():
+                dedup = (key[1],) if self.policy == "any" else (key[0], key[1])
                 if dedup in kept:
                     duplicates += 1
                     continue

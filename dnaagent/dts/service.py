@@ -369,7 +369,7 @@ class CampaignService(Service):
         self.section = section
         self.clock = clock
         self.dht = dht
-        self.name = section.monitor or name or f"m{random.getrandbits(32):08x}"
+        self.monitor_name = section.monitor or name or f"m{random.getrandbits(32):08x}"
         self.deny = deny
         self.monitor_factory = monitor_factory or default_monitor_factory(section, clock)
         self.paced = PacedProbe(
@@ -422,7 +422,7 @@ class CampaignService(Service):
             policy=policy or self.section.policy,
             lease_seconds=lease_seconds or self.section.lease_seconds,
             max_holders=max_holders,
-            creator=self.name,
+            creator=self.monitor_name,
             deny_check=self._deny_check,
         )
         return {
@@ -439,11 +439,13 @@ class CampaignService(Service):
         if runner is not None and runner.state in ("starting", "running"):
             return runner.info()
         plane = await self.plane(campaign)
-        monitor = self.monitor_factory(self.name, self.paced)
-        runner = CampaignRunner(plane, monitor, self.name, self.clock, self.section, self.src_addr)
+        monitor = self.monitor_factory(self.monitor_name, self.paced)
+        runner = CampaignRunner(
+            plane, monitor, self.monitor_name, self.clock, self.section, self.src_addr
+        )
         self.runners[campaign] = runner
         runner.start()
-        self.log.info("joined trace campaign {c} as {m}", c=campaign, m=self.name)
+        self.log.info("joined trace campaign {c} as {m}", c=campaign, m=self.monitor_name)
         return runner.info()
 
     def leave(self, campaign: str) -> bool:
@@ -512,7 +514,7 @@ class CampaignService(Service):
     def local(self) -> dict[str, Any]:
         """Campaigns joined on this agent."""
         return {
-            "monitor": self.name,
+            "monitor": self.monitor_name,
             "campaigns": [r.info() for r in self.runners.values()],
             "probes_sent": self.paced.sent,
             "probes_refused": self.paced.refused,

@@ -306,3 +306,23 @@ def test_campaign_through_real_overlay_nodes() -> None:
     assert pc.contains("198.51.100.7", "192.0.2.1")  # type: ignore[attr-defined]
     status = wait(defer.ensureDeferred(plane_c.status()))  # type: ignore[attr-defined]
     assert status["chunks_done"] == 1 and status["chunks_claimed"] == 1  # type: ignore[index]
+
+
+def test_malformed_pd_parts_are_dropped_and_counted(clock: Clock) -> None:
+    """A PD part holding junk items (no hops list, bad TTLs) does not break the export."""
+    from dnaagent.dts.dhtstore import part_key
+
+    dht, plane = make(clock, ["203.0.113.1", "203.0.113.2"])
+    lease = run(plane.claim("a"))
+    run(plane.commit(lease, GlobalStopSet(0), [record("a", "203.0.113.1")]))  # type: ignore[arg-type]
+    manifest = {"k": "pd", "m": "z", "c": "junk", "parts": 2, "records": 3, "t": 0.0}
+    dht.put(chunk_key("pd", "c1", 0), msgpack.packb(manifest))
+    bad = [
+        {"dst_addr": "203.0.113.2", "hops": "x"},
+        {"dst_addr": "203.0.113.2", "hops": [["a"]]},
+        7,
+    ]
+    dht.put(part_key("c1", 0, "junk", 0), msgpack.packb(bad))
+    records, counts = run(plane.records())  # type: ignore[misc]
+    assert [r.dst_addr for r in records] == ["203.0.113.1"]
+    assert counts["missing_parts"] == 1 and counts["malformed"] == 3

@@ -43,7 +43,10 @@ MIB = Path("/usr/share/snmp/mibs/DNA-AGENT-MIB.txt")
 IETF_MIBS = Path("/usr/share/dnaagent/mibs")
 ENABLED_LINK = Path("/etc/systemd/system/multi-user.target.wants/dnaagent.service")
 #: Every path the package puts on the system; none may be left after a purge.
-INSTALLED = [VENV.parent, Path("/usr/bin/dnactl"), UNIT, CONFIG.parent, MIB, IETF_MIBS.parent]
+INSTALLED = [
+    VENV.parent, Path("/usr/bin/dnactl"), UNIT, CONFIG.parent, MIB, IETF_MIBS.parent,
+    Path("/usr/share/doc/dnaagent"), Path("/usr/share/man/man1/dnactl.1.gz"),
+]  # fmt: skip
 BUILD_TIMEOUT = 900
 
 pytestmark = pytest.mark.integration
@@ -244,7 +247,8 @@ def test_deb_installs_serves_snmp_and_dnactl_then_purges_cleanly(installed, tmp_
     user = pwd.getpwnam("dnaagent")
 
     # What the package installed.
-    for path in INSTALLED + [VENV / "bin" / "twistd", IETF_MIBS / "SNMPv2-SMI.txt"]:
+    readable = [Path("/usr/share/doc/dnaagent/install.md"), VENV / "bin" / "twistd"]
+    for path in INSTALLED + readable + [IETF_MIBS / "SNMPv2-SMI.txt"]:
         assert path.exists(), f"{path} is not installed"
     assert os.path.realpath("/usr/bin/dnactl") == str(VENV / "bin" / "dnactl")
     assert grp.getgrgid(user.pw_gid).gr_name == "dnaagent"

@@ -366,7 +366,14 @@ class XbacNode:
             "summaries_deferred": 0,
             "predictions": 0,
             "predictions_none": 0,
+            "regroups": 0,
         }
+        #: Group id kept while a lone leader looks for a group (reused if it founds again).
+        self._refound_as: bytes | None = None
+        self._regrouping = False
+        self._founded_blind = False
+        # Its own stream, so that regroup timing leaves the protocol's random choices alone.
+        self._regroup_rng = random.Random(self.node_id)
         self.traffic: dict[str, dict[str, int]] = {}
         self._register()
 
@@ -582,6 +589,7 @@ class XbacNode:
             self._found_group()
             return None
         tried: list[bytes] = []
+        refused: list[bytes] = []
 
         def attempt(rec: LeaderRecord) -> Deferred[None] | None:
             tried.append(rec.node_id)
@@ -613,6 +621,7 @@ class XbacNode:
                 }
                 if meets_grouping_criterion(to_leader, leader_to, host_to, self.params.grouping):
                     return self._join(rec).addErrback(lambda f: next_one(neigh))
+                refused.append(rec.node_id)
                 return next_one(neigh, host_to)
 
             return DeferredList(ds, consumeErrors=True).addCallback(decide)
@@ -630,7 +639,9 @@ class XbacNode:
                 )
                 if cands:
                     return attempt(cands[0])
-            self._found_group()
+            # Founded after the criterion refused us: a group of one by measurement, not
+            # for want of reachable leaders, so no regrouping later.
+            self._found_group(blind=not refused)
             return None
 
         return attempt(found)
@@ -648,13 +659,17 @@ class XbacNode:
 
         return d.addCallback(joined)
 
-    def _found_group(self) -> None:
+    def _found_group(self, blind: bool = True) -> None:
+        """Found a group; ``blind`` when no leader could be asked (see _maybe_regroup)."""
         if self.group_id is not None:
             return
+        self._founded_blind = blind
         now = self._now()
-        self.group_id = hashlib.sha1(
-            f"{self.host_id}|{self.node_id.hex()}|{now!r}".encode()
-        ).digest()
+        self.group_id = (
+            self._refound_as
+            or hashlib.sha1(f"{self.host_id}|{self.node_id.hex()}|{now!r}".encode()).digest()
+        )
+        self._refound_as = None
         self.role = "leader"
         self.my_value = self.leader_value = 1
         self.next_value = 1
@@ -1020,8 +1035,41 @@ class XbacNode:
         if changed or old_leader != leader.node_id:
             self._membership_changed()
 
-    def _rejoin(self) -> None:
-        log.info("dropped from XBAC group; bootstrapping again")
+    def _maybe_regroup(self) -> None:
+        """A leader alone in its group joins another group if the bootstrap now finds one.
+
+        A node that started before its overlay joined (or while the leaders were out of
+        reach) founds a group of one; without this it would stay alone. When other groups'
+        leaders are announced, it bootstraps again; if none takes it, it founds its group
+        again under the same id. A node that founded its group because the grouping
+        criterion refused it (a site of its own) does not regroup.
+        """
+        if self.role != "leader" or len(self.members) != 1 or self._regrouping:
+            return
+        if not self._founded_blind:
+            return
+        self._regrouping = True
+
+        def check(records: list[LeaderRecord]) -> None:
+            others = [r for r in records if r.node_id != self.node_id and r.group != self.group_id]
+            if not others or self.role != "leader" or len(self.members) != 1:
+                return
+            self.counters["regroups"] += 1
+            log.info(
+                "XBAC: alone in its group, {n} other leader(s) known; regrouping", n=len(others)
+            )
+            self._refound_as = self.group_id
+            self._rejoin(reason="alone in its group")
+
+        def done(result: Any) -> None:
+            self._regrouping = False
+            if isinstance(result, Failure):
+                log.failure("XBAC regroup", result)
+
+        self._read_leaders().addCallback(check).addBoth(done)
+
+    def _rejoin(self, reason: str = "dropped from XBAC group") -> None:
+        log.info("{reason}; bootstrapping again", reason=reason)
         self.group_id = None
         self.role = "none"
         self.leader = None
@@ -1254,20 +1302,44 @@ class XbacNode:
         value = _fit_cluster(e.value) if e.kind == "c" else e.value
         return [e.kind, e.ident, value, e.version, max(1.0, e.expires - now)]
 
-    def _push(self, to: bytes, entries: list[Entry], backup: bool) -> None:
+    def _push(self, to: bytes, entries: list[Entry], backup: bool, tries: int = 4) -> None:
+        """Send entries to ``to``. A hand-over of primaries that got no answer is tried
+        again (to whoever owns each entry by then), and an entry that finds no owner but
+        this member comes back here: a lost datagram must not lose a mapping."""
         now = self._now()
-        batch: list[list[Any]] = []
+        batches: list[tuple[list[list[Any]], list[Entry]]] = [([], [])]
         size = 0
         for e in entries:
             w = self._entry_wire(e, now)
             n = len(msgpack.packb(w, use_bin_type=True))
-            if batch and size + n > 6000:
-                self._send(to, "xbac.store", {"e": batch, "b": backup}).addErrback(lambda f: None)
-                batch, size = [], 0
-            batch.append(w)
+            if batches[-1][0] and size + n > 6000:
+                batches.append(([], []))
+                size = 0
+            batches[-1][0].append(w)
+            batches[-1][1].append(e)
             size += n
-        if batch:
-            self._send(to, "xbac.store", {"e": batch, "b": backup}).addErrback(lambda f: None)
+        for wire, sent in batches:
+            if not wire:
+                continue
+            d = self._send(to, "xbac.store", {"e": wire, "b": backup})
+            if backup or tries <= 1:
+                d.addErrback(lambda f: None)
+            else:
+                d.addErrback(lambda f, sent=sent: self._handover_failed(sent, tries - 1))
+
+    def _handover_failed(self, entries: list[Entry], tries: int) -> None:
+        if not self._running or self.group_id is None:
+            return
+        by_owner: dict[bytes, list[Entry]] = {}
+        for e in entries:
+            owner = self.ring.owner_of(e.key)
+            if owner is None or owner == self.node_id:
+                if self.store.get(e.key, self._now()) is None:
+                    self.store.put(e)
+                continue
+            by_owner.setdefault(owner, []).append(e)
+        for owner, es in by_owner.items():
+            self.clock.callLater(self.params.rpc_timeout, self._push, owner, es, False, tries)
 
     def _push_backups(self, keys: set[Key] | None = None) -> None:
         """Send backup copies: of ``keys``, or (periodically) of what changed or must be
@@ -1832,6 +1904,15 @@ class XbacNode:
         p = self.params
         now = self._now()
         if self.role == "leader":
+            if len(self.members) == 1:
+                t = self._next.get("regroup")
+                if t is None or now >= t:
+                    jitter = 0.75 + self._regroup_rng.random() / 2
+                    self._next["regroup"] = now + p.regroup_interval * jitter
+                    if t is not None:
+                        self._maybe_regroup()
+            else:
+                self._next.pop("regroup", None)
             if now >= self._next.get("state", 0):
                 self._broadcast_state()
             if now >= self._next.get("announce", now + 1):

@@ -39,6 +39,9 @@ class XbacParams:
     member_misses: int = 3
     #: A plain member that heard nothing from a leader this long bootstraps again.
     orphan_timeout: float = 300.0
+    #: A leader alone in its group (it founded one because the overlay or the other leaders
+    #: were not reachable yet) looks for a group to join this often (jittered by +-25 %).
+    regroup_interval: float = 600.0
     #: Measurements peers may ask this node for (Meridian probes): per second and burst.
     probe_rate: float = 5.0
     probe_burst: int = 50
@@ -87,7 +90,8 @@ class XbacParams:
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
         positive = (
-            "alive_interval leader_timeout orphan_timeout lost_memory probe_rate rpc_timeout "
+            "alive_interval leader_timeout orphan_timeout regroup_interval lost_memory "
+            "probe_rate rpc_timeout "
             "info_timeout backup_interval "
             "backup_ttl entry_ttl summary_step summary_duration merge_wait report_interval "
             "split_interval report_refresh span budget burst announce_ttl"

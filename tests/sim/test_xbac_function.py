@@ -86,6 +86,21 @@ def test_random_operations_with_message_loss() -> None:
     run_operations(loss=0.02)
 
 
+def settled(lab: Lab, observed: dict[bytes, set[str]], loss: float) -> dict[str, int]:
+    """The invariants after a step. With message loss a lost request is repaired at the
+    next report round (every 60 s), so up to three more settling periods are allowed; a
+    state that stays wrong still fails."""
+    rounds = 1 if loss == 0 else 4
+    for i in range(rounds):
+        try:
+            return check(lab, observed)
+        except AssertionError:
+            if i == rounds - 1:
+                raise
+            lab.run(SETTLE)
+    raise AssertionError("unreachable")
+
+
 def run_operations(loss: float) -> None:
     """The operations of thesis test 6.2 with ``loss`` of the datagrams lost."""
     lat = SiteLatency(SITES, seed=5)
@@ -106,7 +121,7 @@ def run_operations(loss: float) -> None:
         (len(a.members) for a in lab.live().values() if a.role == "leader"), reverse=True
     )
     assert sizes == [10, 5, 3, 1, 1]
-    check(lab, observed)
+    settled(lab, observed, loss)
     answered = {"series": 0, "group": 0, "cluster": 0, "none": 0}
     ops = defaultdict(int)
 
@@ -168,7 +183,7 @@ def run_operations(loss: float) -> None:
             n += 1
             lab.add(f"203.0.113.{n}", rng.choice(list(LAYOUT)))
         lab.run(SETTLE)
-        check(lab, observed)
+        settled(lab, observed, loss)
     assert sum(ops.values()) == 25
     # Cold predictions from the group's experience were answered.
     assert answered["group"] + answered["cluster"] >= 5, answered
@@ -186,20 +201,20 @@ def run_operations(loss: float) -> None:
     backups = {lab.agents[old_leader].members[n].host for n in lab.agents[old_leader].backups}
     lab.crash(old_leader)
     lab.run(SETTLE)
-    check(lab, observed)
+    settled(lab, observed, loss)
     new_leader = next(h for h in big if h in lab.live() and lab.agents[h].role == "leader")
     assert new_leader in backups
     assert lab.agents[new_leader].counters["takeovers"] == 1
     member = next(h for h in largest() if lab.agents[h].role == "member")
     lab.crash(member)
     lab.run(SETTLE)
-    check(lab, observed)
+    settled(lab, observed, loss)
     small = [
         h for h, a in sorted(lab.live().items()) if a.role == "leader" and 1 < len(a.members) <= 5
     ]
     if small:
         lab.leave(small[0])
         lab.run(SETTLE)
-        check(lab, observed)
-    totals = check(lab, observed)
+        settled(lab, observed, loss)
+    totals = settled(lab, observed, loss)
     assert totals["mappings"] > 0 and totals["clusters"] > 0 and totals["backups"] > 0

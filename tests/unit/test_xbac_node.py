@@ -253,3 +253,40 @@ def test_cluster_data_fits_one_message() -> None:
     kept = [rec[2] for per in data["lv"].values() for rec in per.values()]
     assert len(kept) == 64
     assert sorted(kept) == sorted(float(i * 10 + m) for i in range(64) for m in range(10))[-64:]
+
+
+def test_lone_leaders_regroup_once_the_overlay_joins() -> None:
+    """Two hosts started XBAC before their overlays met: each founded a group of one.
+
+    Once the overlay is joined, the lone leaders find each other's announcement and end in
+    one group with one leader; a leader that stays alone keeps its group id.
+    """
+    clock = Clock()
+    net = MemoryNetwork(clock, delay=0.002, seed=5)
+    rng = random.Random(5)
+    cfg = OverlayConfig(require_signatures=False, rpc_timeout=2.0, app_timeout=3.0)
+    params = XbacParams(regroup_interval=120.0)
+    g = Group.__new__(Group)
+    g.clock, g.net, g.agents, g.addrs = clock, net, [], []
+    overlays = []
+    for i in range(2):
+        host = f"198.51.100.{i + 1}"
+        ov = OverlayNode(Identity.unsigned(rng), clock, config=cfg, rng=random.Random(i))
+        net.listen((host, PORT), ov)
+        a = XbacNode(ov, clock, lambda t: succeed(0.001), params, host_id=host)
+        g.wait(a.start(), 60)
+        overlays.append(ov)
+        g.agents.append(a)
+        g.addrs.append((host, PORT))
+    first, second = g.agents
+    assert first.role == second.role == "leader" and first.group_id != second.group_id
+    alone = first.group_id
+    g.run(200)  # overlays still apart: a regroup finds nobody and changes nothing
+    assert first.group_id == alone and first.counters["regroups"] == 0
+    g.wait(overlays[1].join([g.addrs[0]]), 20)
+    g.run(400)
+    assert len(g.leaders()) == 1
+    (leader,) = g.leaders()
+    assert first.group_id == second.group_id == leader.group_id
+    assert set(leader.members) == {first.node_id, second.node_id}
+    assert first.counters["regroups"] + second.counters["regroups"] >= 1

@@ -66,6 +66,7 @@ One periodic tick per node does all maintenance (no timer per cluster).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import random
 from collections.abc import Callable, Hashable
@@ -2003,14 +2004,44 @@ class XbacNode:
 
         return d.addCallback(got)
 
+    def _peer_address(self, target: str) -> tuple[str, int] | None:
+        """The overlay address of ``target`` if it is a peer in the routing table."""
+        peers = getattr(self.overlay, "peers", None)
+        if peers is None:
+            return None
+        try:
+            want = ipaddress.ip_address(target)
+        except ValueError:
+            return None
+        try:
+            for p in peers():
+                try:
+                    if ipaddress.ip_address(str(p.get("host"))) == want:
+                        return (target, int(p["port"]))  # type: ignore[call-overload]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        except Exception:
+            log.failure("reading the routing table")
+        return None
+
     def _target_group(self, target: str) -> Deferred[int | None]:
-        """Ask the target whether it is an XBAC host, and look its group's cluster up."""
+        """Ask the target whether it is an XBAC host, and look its group's cluster up.
+
+        A target in the routing table is asked and waited for (one round trip). Any other
+        target is asked at this agent's own overlay port in the background and the
+        prediction is "no prediction possible" at once: an answer, if one comes, serves
+        the next request for it. So a host that runs no agent never costs the requester
+        a timeout.
+        """
         now = self._now()
         if self._not_xbac.get(target, 0) > now:
             return succeed(None)
-        d = self._send(
-            (target, self.params.port), "xbac.info", None, timeout=self.params.info_timeout
-        )
+        addr = self._peer_address(target)
+        wait = addr is not None
+        if addr is None:
+            own_port = self._address()[1]
+            addr = (target, own_port or self.params.port)
+        d = self._send(addr, "xbac.info", None, timeout=self.params.info_timeout)
 
         def got(b: Any) -> Any:
             g = b.get("g") if type(b) is dict else None
@@ -2024,7 +2055,12 @@ class XbacNode:
             self._not_xbac[target] = now + 600
             return None
 
-        return d.addCallbacks(got, failed)
+        d.addCallbacks(got, failed)
+        if wait:
+            return d
+        d.addErrback(lambda f: None)
+        self._not_xbac.setdefault(target, now + self.params.info_timeout)
+        return succeed(None)
 
     def _from_cluster(self, data: Any, target: str) -> Prediction | None:
         if type(data) is not dict:

@@ -290,3 +290,22 @@ def test_lone_leaders_regroup_once_the_overlay_joins() -> None:
     assert first.group_id == second.group_id == leader.group_id
     assert set(leader.members) == {first.node_id, second.node_id}
     assert first.counters["regroups"] + second.counters["regroups"] >= 1
+
+
+def test_no_prediction_for_a_host_without_agent_comes_back_at_once() -> None:
+    """A target that is not an overlay peer is answered "no prediction" after the group
+    lookup only (a few ms), not after the agent question times out (info_timeout, 1 s);
+    a peer of the routing table is asked and waited for."""
+    g = Group(3)
+    a = g.agents[0]
+    assert a.params.info_timeout >= 1.0
+    start = g.clock.seconds()
+    assert g.wait(a.predict_rtt("192.0.2.77"), 0.2) is None
+    assert g.clock.seconds() - start < 0.2
+    g.run(5)
+    assert g.wait(a.predict_rtt("192.0.2.77"), 0.2) is None
+    asked = a.traffic["xbac.info"]["out"]
+    assert asked == 1  # known not to run an agent now: no second question
+    peer = g.agents[2].host_id
+    g.wait(a.predict_rtt(peer), 10)
+    assert a.traffic["xbac.info"]["out"] == asked + 1

@@ -413,6 +413,11 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
     try:
         process = psutil.Process(target.pid)
         rss_before = process.memory_info().rss
+        # The peer is the only other sender: its own traffic with the target (a
+        # neighbour check after 60 s of silence, a rejoin) may fall into the window
+        # on a slow machine and is told apart by the peer's counters, read around
+        # the target's.
+        peer_before = counters(peer)
         before = counters(target)
         _, kernel_drops_before = udp_socket_stats(TARGET, target_port)
 
@@ -436,6 +441,7 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
             )
             time.sleep(0.2)
         after = counters(target)
+        peer_change = delta(counters(peer), peer_before)
         rss_after = process.memory_info().rss
         kernel_drops = udp_socket_stats(TARGET, target_port)[1] - kernel_drops_before
         change = delta(after, before)
@@ -443,7 +449,13 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
         # Every datagram the kernel delivered was read, dropped and counted once.
         assert kernel_drops < sent.count // 100, f"the kernel dropped {kernel_drops}"
         received = sent.count - kernel_drops
-        assert change.get("messages_in", 0) == received, change
+        # At most the peer's messages come on top of the noise, and none of them
+        # is dropped as invalid.
+        from_peer = peer_change.get("messages_out", 0)
+        assert received <= change.get("messages_in", 0) <= received + from_peer, (
+            change,
+            peer_change,
+        )
         assert change.get("dropped", 0) == received, change
         by_reason = {
             k.removeprefix("dropped_"): v for k, v in change.items() if k.startswith("dropped_")
@@ -458,15 +470,23 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
             }
             assert not wrong, f"drops per reason (counted, predicted) differ: {wrong}"
             assert change["bans_total"] == sent.bans, change
-            assert change["bytes_in"] == sent.bytes_small + sent.oversized * (
-                wire.MAX_DATAGRAM + 1
+            noise_bytes = sent.bytes_small + sent.oversized * (wire.MAX_DATAGRAM + 1)
+            assert (
+                noise_bytes <= change["bytes_in"] <= noise_bytes + peer_change.get("bytes_out", 0)
             ), "each oversized datagram should be read as MAX_DATAGRAM + 1 bytes"
         else:
             for reason, count in by_reason.items():
                 assert count <= sent.reasons[reason], (reason, count, sent.reasons[reason])
             assert sent.bans - kernel_drops <= change["bans_total"] <= sent.bans, change
-        # Nothing was answered, and the ban list stays bounded.
-        assert "messages_out" not in change, change
+        # Nothing was answered (whatever the target sent went to the peer), and
+        # the ban list stays bounded.
+        assert change.get("messages_out", 0) <= peer_change.get("messages_in", 0), (
+            change,
+            peer_change,
+        )
+        noise.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            noise.recv(65536)
         assert after["banned_peers"] == min(OverlayConfig().max_bans, after["bans_total"])
         growth = rss_after - rss_before
         assert growth < RSS_GROWTH_LIMIT, f"RSS grew by {growth / 2**20:.1f} MiB"

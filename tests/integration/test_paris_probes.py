@@ -13,7 +13,7 @@ rp_filter off and no ICMP rate limit, so every probe gets its answer. Routers an
 from the interface facing the monitor.
 
 The probes run inside the monitor namespace (``python -m dnaagent.measure.paris
---json``), as root with raw sockets and as ``nobody`` (setpriv) with IP_RECVERR and
+--json``), as root with raw sockets and as ``nobody`` (uid dropped inside the interpreter) with IP_RECVERR and
 unprivileged ICMP sockets. A packet capture on r1's interface towards the monitor
 (an AF_PACKET socket, run in r1) checks that the flow identifier of every probe to
 one destination is the same whatever its TTL.
@@ -220,15 +220,10 @@ class Topology:
         """Run ``python -m dnaagent.measure.paris --json ARGS`` in the monitor namespace."""
         argv: list[str] = [sys.executable, "-m", "dnaagent.measure.paris", "--json", *args]
         if unprivileged:
-            argv = [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                *argv,
-            ]
+            # Become nobody inside the interpreter, after the imports: the interpreter and
+            # the test venv may live where nobody cannot read (/root, tox's 0700 .tox).
+            # Leaving uid 0 clears every capability, so the probes run as any user would.
+            argv = [sys.executable, "-c", DROP_TO_NOBODY, "--json", *args]
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         done = self.ns["mon"].run(*argv, check=False, timeout=timeout, env=env)
         try:
@@ -277,6 +272,23 @@ class Capture:
             self.popen.wait(timeout=5)
             raise
         return json.loads(self.out.read_text())
+
+
+DROP_TO_NOBODY = """
+import os, sys
+import json, argparse, ipaddress, socket, select, errno, struct
+from twisted.internet import reactor, task, defer
+from dnaagent.measure import paris
+from dnaagent.dts import realprober, stopsets, doubletree, export
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+assert os.geteuid() == 65534
+with open("/proc/self/status") as f:
+    eff = [l for l in f if l.startswith("CapEff:")][0].split()[1]
+assert int(eff, 16) == 0, eff
+sys.exit(paris.main(sys.argv[1:]))
+"""
 
 
 MATRIX = [

@@ -256,6 +256,9 @@ def test_deb_installs_serves_snmp_and_dnactl_then_purges_cleanly(installed, tmp_
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (user.pw_uid, user.pw_gid, 0o750)
     conffiles = _run(["dpkg-query", "-W", "-f=${Conffiles}", "dnaagent"]).stdout
     assert str(CONFIG) in conffiles
+    # It may hold SNMP secrets: readable by root and the agent's group only.
+    st = CONFIG.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, user.pw_gid, 0o640)
     caches = list(VENV.glob("lib/python3*/site-packages/twisted/plugins/dropin.cache"))
     assert caches, "the postinst did not build Twisted's plugin cache"
     assert list(VENV.glob("lib/python3*/site-packages/dnaagent/__pycache__/*.pyc"))
@@ -382,6 +385,10 @@ def test_rpm_builds_with_agent_unit_config_and_mib(tmp_path: Path) -> None:
     assert any(f.startswith("/usr/share/man/man1/dnactl.1") for f in files)
     assert any("dnaagent/tap.py" in f for f in files)
     assert _run(["rpm", "-qcp", str(rpm)]).stdout.split() == [str(CONFIG)]
+    conf = _run(
+        ["rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEGROUPNAME}\n]", str(rpm)]
+    ).stdout
+    assert f"{CONFIG} -rw-r----- dnaagent" in conf.splitlines()
     scripts = _run(["rpm", "-qp", "--scripts", str(rpm)]).stdout
     assert "useradd --system" in scripts and "getPlugins" in scripts
 

@@ -307,6 +307,8 @@ class OverlayNode(DatagramProtocol):
         ):
             c[name] = 0
         self._counters = c
+        #: When a failed send to each address was last logged (bounded).
+        self._send_error_logged: dict[Address, float] = {}
 
     # ================================================================ transports
 
@@ -392,6 +394,22 @@ class OverlayNode(DatagramProtocol):
             return False
         try:
             t.write(data, address)
+        except OSError as e:
+            # Unreachable or invalid destinations are a condition of the network, not a
+            # fault of the agent: one line (at most once a minute per address), no traceback.
+            self._counters["send_errors"] += 1
+            now = self._clock.seconds()
+            if len(self._send_error_logged) > 1024:
+                self._send_error_logged.clear()
+            last = self._send_error_logged.get(address)
+            if last is None or now - last >= 60.0:
+                self._send_error_logged[address] = now
+                log.warn(
+                    "cannot send to {address}: {error}",
+                    address=address,
+                    error=e.strerror or e,
+                )
+            return False
         except Exception:
             self._counters["send_errors"] += 1
             log.failure("cannot send to {address}", address=address)

@@ -623,3 +623,35 @@ def test_answers_to_both_copies_of_a_slow_request_are_not_drops() -> None:
     assert c["rpc_duplicate_replies"] == 1 and c["dropped"] == 0
     contact = a.routing_table.get(b.node_id)
     assert contact is not None and contact.srtt is None  # Karn: no ambiguous sample
+
+
+def test_unsendable_destination_is_counted_and_logged_once_a_minute() -> None:
+    """A send the kernel refuses (EINVAL to a blackholed address) is a counted failure and
+    one log line without traceback, not a traceback per datagram."""
+    import errno
+
+    from twisted.logger import globalLogPublisher
+
+    net = Net(1)
+    node = net.nodes[0]
+    transport = node._transport_for(("192.0.2.200", PORT))
+    assert transport is not None
+
+    def refuse(data: bytes, addr: Any) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    transport.write = refuse  # type: ignore[method-assign]
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for _ in range(5):
+            assert node._write(("192.0.2.200", PORT), b"x") is False
+        net.clock.advance(61)
+        assert node._write(("192.0.2.200", PORT), b"x") is False
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert node.counters["send_errors"] == 6
+    mine = [e for e in events if "cannot send to" in e.get("log_format", "")]
+    assert len(mine) == 2
+    assert all("log_failure" not in e for e in mine)
+    assert mine[0]["error"] == "Invalid argument"

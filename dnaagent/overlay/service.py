@@ -41,6 +41,7 @@ class OverlayService(Service):
         self.ports: list[IListeningPort] = []
         self.seeds = [parse_address(s, section.port) for s in section.seeds]
         self._rejoin: task.LoopingCall | None = None
+        self._rediscover: task.LoopingCall | None = None
         self.joins = 0
 
     def prepare(self) -> None:
@@ -56,14 +57,8 @@ class OverlayService(Service):
         config = OverlayConfig.from_section(self.section)
         self.node = OverlayNode(identity, self.reactor, role=self.section.role, config=config)
         if self.section.discovery:
-            from dnaagent.overlay.udp import discovery_addresses
-
             # The node announces itself there while it knows few peers.
-            self.node.discovery_addresses = discovery_addresses(
-                self.section.port,
-                ipv4=bool(self.section.listen_ipv4),
-                ipv6=bool(self.section.listen_ipv6),
-            )
+            self.node.discovery_addresses = self._discovery_addresses()
         try:
             self.ports = listen_udp(
                 self.reactor,
@@ -93,11 +88,44 @@ class OverlayService(Service):
         if self.section.discovery and self.node.discovery_addresses:
             # Announce at once; the node repeats it while it knows few peers.
             self.node.announce(self.node.discovery_addresses)
+        if self.section.discovery:
+            # Interfaces come up (or change address) after the agent started, e.g. at
+            # boot before the network is configured: look again now and then.
+            self._rediscover = task.LoopingCall(self._refresh_discovery)
+            self._rediscover.clock = self.reactor
+            d = self._rediscover.start(self.section.rejoin_interval, now=False)
+            d.addErrback(lambda f: self.log.failure("discovery refresh loop stopped", f))
         if self.seeds:
             self._rejoin = task.LoopingCall(self._join_if_alone)
             self._rejoin.clock = self.reactor
             d = self._rejoin.start(self.section.rejoin_interval, now=True)
             d.addErrback(lambda f: self.log.failure("overlay rejoin loop stopped", f))
+
+    def _discovery_addresses(self) -> list[Any]:
+        from dnaagent.overlay.udp import discovery_addresses
+
+        return discovery_addresses(
+            self.port if self.ports else self.section.port,
+            ipv4=bool(self.section.listen_ipv4),
+            ipv6=bool(self.section.listen_ipv6),
+        )
+
+    def _refresh_discovery(self) -> None:
+        """Rebuild the announcement targets; announce at once on a link that is new."""
+        node = self.node
+        if node is None:
+            return
+        fresh = self._discovery_addresses()
+        if fresh == node.discovery_addresses:
+            return
+        added = [a for a in fresh if a not in node.discovery_addresses]
+        self.log.info(
+            "overlay discovery targets now {targets}",
+            targets=", ".join(f"{h}:{p}" for h, p in fresh) or "none",
+        )
+        node.discovery_addresses = fresh
+        if added and len(node.routing_table) < node.config.k:
+            node.announce(added)
 
     def _join_if_alone(self) -> defer.Deferred[None] | None:
         node = self.node
@@ -123,8 +151,9 @@ class OverlayService(Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         """Leave the overlay (tell the neighbours) and close the sockets."""
-        if self._rejoin is not None and self._rejoin.running:
-            self._rejoin.stop()
+        for loop in (self._rejoin, self._rediscover):
+            if loop is not None and loop.running:
+                loop.stop()
         if self.node is not None:
             try:
                 self.node.leave()

@@ -169,3 +169,37 @@ def test_dht_put_then_get_by_name_and_hex(http) -> None:
 def test_dht_put_refuses_bad_bodies(http, body) -> None:
     """Missing or double keys and values, empty values and bad TTLs get 400."""
     assert http.request("POST", "/api/v1/dht", body)[0] == 400
+
+
+def test_discovery_targets_follow_the_interfaces(monkeypatch, tmp_path) -> None:
+    """An interface that comes up after the start gets an announcement at once; the
+    targets follow address changes; nothing is announced once enough peers are known."""
+    from types import SimpleNamespace
+
+    from dnaagent.overlay import udp
+    from dnaagent.overlay.service import OverlayService
+
+    cfg = config.load(None, {"overlay.discovery": "true"})
+    links: list[tuple[str, int]] = []
+    monkeypatch.setattr(udp, "discovery_addresses", lambda port, ipv4, ipv6: list(links))
+    svc = OverlayService(cfg.overlay, task.Clock(), str(tmp_path))
+    announced: list[list[tuple[str, int]]] = []
+    table: list[object] = []
+    svc.node = SimpleNamespace(  # type: ignore[assignment]
+        discovery_addresses=[],
+        routing_table=table,
+        config=SimpleNamespace(k=20),
+        announce=lambda addrs: announced.append(list(addrs)),
+    )
+    svc._refresh_discovery()
+    assert announced == []  # still no interface
+    links.append(("192.0.2.255", 4001))
+    svc._refresh_discovery()
+    assert announced == [[("192.0.2.255", 4001)]]
+    assert svc.node.discovery_addresses == [("192.0.2.255", 4001)]
+    svc._refresh_discovery()
+    assert len(announced) == 1  # unchanged: no new announcement
+    links[:] = [("198.51.100.255", 4001)]
+    table.extend(object() for _ in range(20))  # enough peers: targets kept, no announcement
+    svc._refresh_discovery()
+    assert len(announced) == 1 and svc.node.discovery_addresses == [("198.51.100.255", 4001)]

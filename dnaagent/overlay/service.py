@@ -105,7 +105,7 @@ class OverlayService(Service):
         from dnaagent.overlay.udp import discovery_addresses
 
         return discovery_addresses(
-            self.port if self.ports else self.section.port,
+            self.port,
             ipv4=bool(self.section.listen_ipv4),
             ipv6=bool(self.section.listen_ipv6),
         )

@@ -511,8 +511,9 @@ class XbacNode:
 
     # ================================================================ bootstrapping
 
-    def _bootstrap(self) -> Deferred[Any]:
-        d = self._read_leaders()
+    def _bootstrap(self, records: list[LeaderRecord] | None = None) -> Deferred[Any]:
+        """Find a group through the announced leaders (``records`` if just read)."""
+        d = succeed(records) if records is not None else self._read_leaders()
 
         def walk(records: list[LeaderRecord]) -> Deferred[None] | None:
             records = [r for r in records if r.node_id != self.node_id]
@@ -1060,7 +1061,7 @@ class XbacNode:
                 "XBAC: alone in its group, {n} other leader(s) known; regrouping", n=len(others)
             )
             self._refound_as = self.group_id
-            self._rejoin(reason="alone in its group")
+            self._rejoin(reason="alone in its group", records=records)
 
         def done(result: Any) -> None:
             self._regrouping = False
@@ -1069,7 +1070,9 @@ class XbacNode:
 
         self._read_leaders().addCallback(check).addBoth(done)
 
-    def _rejoin(self, reason: str = "dropped from XBAC group") -> None:
+    def _rejoin(
+        self, reason: str = "dropped from XBAC group", records: list[LeaderRecord] | None = None
+    ) -> None:
         log.info("{reason}; bootstrapping again", reason=reason)
         self.group_id = None
         self.role = "none"
@@ -1077,7 +1080,7 @@ class XbacNode:
         self.members = {}
         self.backups = {}
         self.leader_value = 0
-        self._bootstrap()
+        self._bootstrap(records)
 
     def _on_alive(self, body: Any, sender: Peer) -> Any:
         return {

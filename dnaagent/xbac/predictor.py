@@ -286,14 +286,19 @@ class XbacPredictor:
         """Median of (src's level - member's level) over the targets both measured; 0 if none."""
         if src == member:
             return 0.0
-        common = sorted(self.targets.get(src, set()) & self.targets.get(member, set()), key=repr)
+        diffs = self._level_differences(src, member)
+        return float(np.median(diffs)) if diffs else 0.0
+
+    def _level_differences(self, a: Hashable, b: Hashable) -> list[float]:
+        """a's typical level minus b's, for each target both measured (at most max_estimates)."""
+        common = sorted(self.targets.get(a, set()) & self.targets.get(b, set()), key=repr)
         diffs = []
         for z in common[: self.params.max_estimates]:
-            a = self._support(src, z, 0.0)
-            b = self._support(member, z, 0.0)
-            if a is not None and b is not None:
-                diffs.append(a[0] - b[0])
-        return float(np.median(diffs)) if diffs else 0.0
+            la = self._support(a, z, 0.0)
+            lb = self._support(b, z, 0.0)
+            if la is not None and lb is not None:
+                diffs.append(la[0] - lb[0])
+        return diffs
 
     def _pair_support(self, m: Hashable, y: Hashable, t: float) -> tuple[float, int] | None:
         """m's experience of y: its own series, else y's series to m (RTT is symmetric)."""
@@ -355,15 +360,8 @@ class XbacPredictor:
         is the offset to add to ``other``'s level, the median absolute deviation its spread.
         None when they share fewer than ``similar_min_common`` targets.
         """
-        p = self.params
-        common = sorted(self.targets.get(src, set()) & self.targets.get(other, set()), key=repr)
-        diffs = []
-        for z in common[: p.max_estimates]:
-            a = self._support(src, z, 0.0)
-            b = self._support(other, z, 0.0)
-            if a is not None and b is not None:
-                diffs.append(a[0] - b[0])
-        if len(diffs) < p.similar_min_common:
+        diffs = self._level_differences(src, other)
+        if len(diffs) < self.params.similar_min_common:
             return None
         d = np.asarray(diffs)
         offset = float(np.median(d))

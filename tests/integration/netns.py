@@ -18,6 +18,7 @@ reach a real network even if a route were wrong.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -499,3 +500,45 @@ def build_lan(lab: Lab, family: int = 4, dns: bool = True) -> Lan:
         lan.dns = lab.dnsmasq(router, listen)
     wait_for(lambda: host.ping(lan.resolver, timeout=1), 10, f"{lan.resolver} to answer pings")
     return lan
+
+
+@dataclass
+class Star:
+    """Host namespaces around one forwarding router namespace (see :func:`build_star`)."""
+
+    router: Namespace
+    hosts: dict[str, Namespace]
+    #: Each host's address, and its router-side gateway address.
+    addresses: dict[str, str]
+    gateways: dict[str, str]
+
+
+def build_star(lab: Lab, hosts: Mapping[str, str]) -> Star:
+    """A router namespace forwarding between one namespace per host (IPv4).
+
+    ``hosts`` maps a role to a documentation /24 (``"192.0.2.0/24"``); each host gets
+    the next free /30 of it: the router holds the first address, the host the
+    second (its NIC ``dna0``, default route via the router). The router's side is
+    ``drN``. ICMP rate limits are off in every namespace (:meth:`Lab.namespace`).
+    """
+    router = lab.namespace("rtr")
+    router.sysctl({"net.ipv4.ip_forward": "1"})
+    used: dict[str, int] = {}
+    star = Star(router=router, hosts={}, addresses={}, gateways={})
+    for i, (role, prefix) in enumerate(hosts.items()):
+        net = ipaddress.ip_network(prefix)
+        k = used.get(prefix, 0)
+        used[prefix] = k + 1
+        if net.version != 4 or (k + 1) * 4 > net.num_addresses:
+            raise ValueError(f"no free /30 left in {prefix} for {role}")
+        gw, addr = net.network_address + 4 * k + 1, net.network_address + 4 * k + 2
+        ns = lab.namespace(role)
+        dev = f"dr{i}"
+        lab.veth(ns, HOST_NIC, router, dev)
+        router.ip("addr", "add", f"{gw}/30", "dev", dev)
+        ns.ip("addr", "add", f"{addr}/30", "dev", HOST_NIC)
+        ns.ip("route", "add", "default", "via", str(gw), "dev", HOST_NIC)
+        star.hosts[role] = ns
+        star.addresses[role] = str(addr)
+        star.gateways[role] = str(gw)
+    return star

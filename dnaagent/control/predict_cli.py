@@ -32,6 +32,7 @@ SOURCES = {
     "series": "this host's own measurements of it",
     "group": "measurements of it by members of this host's group",
     "cluster": "measurements of hosts of its cluster",
+    "similar": "measurements of it by another group that sees the network as this host does",
 }
 
 

@@ -57,8 +57,11 @@ validated; a bad body is refused with an error and counted in ``invalid``):
 * **Predictions** (§4.5). The pair's own series answers when it is long enough; otherwise
   the HostId mapping, or the target's group (``xbac.info`` to the target) and its GroupId
   mapping, give the cluster; the cluster's levels (of the target, else of its other hosts)
-  corrected by each member's offset give the answer. No cluster: ``None`` at once, and the
-  target enters a cluster of its own for later requests.
+  corrected by each member's offset give the answer. No basis in the group: up to
+  ``similar_groups`` other groups' leaders are asked (``xbac.similar``,
+  :mod:`~dnaagent.xbac.similar`: a group that sees the network as this node does answers
+  with its prediction and offset); none known: ``None`` at once. The target enters a
+  cluster of its own for later requests.
 
 One periodic tick per node does all maintenance (no timer per cluster).
 """
@@ -86,6 +89,7 @@ from dnaagent.xbac.cluster import greedy_clusters, similar, summarize
 from dnaagent.xbac.group import MeridianRings, meets_grouping_criterion
 from dnaagent.xbac.params import XbacParams
 from dnaagent.xbac.predictor import Prediction, XbacPredictor, min_loss_value
+from dnaagent.xbac.similar import SimilarGroups
 from dnaagent.xbac.storage import KINDS, Entry, GroupStore, Key, Ring
 
 log = Logger()
@@ -376,6 +380,8 @@ class XbacNode:
         # Its own stream, so that regroup timing leaves the protocol's random choices alone.
         self._regroup_rng = random.Random(self.node_id)
         self.traffic: dict[str, dict[str, int]] = {}
+        #: Cross-group predictions (thesis §7.1.1): asks other groups, answers them.
+        self._similar = SimilarGroups(self)
         self._register()
 
     def _register(self) -> None:
@@ -784,6 +790,7 @@ class XbacNode:
             "xbac.observe": self._on_observe,
             "xbac.report": self._on_report,
             "xbac.summary": self._on_summary,
+            "xbac.similar": self._similar.on_request,
         }
 
     def _on_info(self, body: Any, sender: Peer) -> Any:
@@ -1986,9 +1993,15 @@ class XbacNode:
 
             return self._fetch(("c", str(cid))).addCallback(got)
 
-        def done(p: Prediction | None) -> Prediction | None:
+        def counted(p: Prediction | None) -> Prediction | None:
             if p is None:
                 self.counters["predictions_none"] += 1
+            return p
+
+        def done(p: Prediction | None) -> Any:
+            if p is None:
+                # No basis in the group: groups that see the network alike (similar.py).
+                return self._similar.ask(target).addCallback(counted)
             return p
 
         return d.addCallback(with_cid).addErrback(lambda f: None).addCallback(done)

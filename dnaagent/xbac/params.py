@@ -86,6 +86,15 @@ class XbacParams:
     max_levels: int = 64
     #: Default overlay port of other agents, used to ask a target host for its group.
     port: int = 4001
+    #: Cross-group predictions (thesis §7.1.1, :mod:`~dnaagent.xbac.similar`): other
+    #: groups' leaders asked when the own group has no basis (0: never ask), the requester's
+    #: hosts whose levels the request carries, how long it waits, how long a target no group
+    #: could answer for is not asked about again, and answers given per second.
+    similar_groups: int = 3
+    similar_hosts: int = 16
+    similar_timeout: float = 0.5
+    similar_negative_ttl: float = 300.0
+    similar_rate: float = 10.0
 
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
@@ -94,7 +103,8 @@ class XbacParams:
             "probe_rate rpc_timeout "
             "info_timeout backup_interval "
             "backup_ttl entry_ttl summary_step summary_duration merge_wait report_interval "
-            "split_interval report_refresh span budget burst announce_ttl"
+            "split_interval report_refresh span budget burst announce_ttl "
+            "similar_timeout similar_negative_ttl similar_rate"
         ).split()
         for name in positive:
             if not getattr(self, name) > 0:
@@ -116,6 +126,8 @@ class XbacParams:
             raise ValueError("leader_timeout must exceed alive_interval")
         if self.backup_ttl <= self.backup_interval:
             raise ValueError("backup_ttl must exceed backup_interval")
+        if not 0 <= self.similar_groups <= 16 or not 1 <= self.similar_hosts <= 64:
+            raise ValueError("similar_groups in [0, 16] and similar_hosts in [1, 64]")
         if not 1 <= self.max_levels <= 1024:
             raise ValueError("max_levels must be between 1 and 1024")
         if not 2 <= self.max_members <= 4096 or not 1 <= self.max_cluster_hosts <= 512:

@@ -96,6 +96,40 @@ def min_loss_value(x: np.ndarray, w: np.ndarray, tolerance: float, penalty: floa
     return float(x[int(np.argmin(loss))])
 
 
+def combine_estimates(
+    estimates: list[float], samples: int, source: str, p: PredictorParams
+) -> Prediction | None:
+    """One answer from several estimates (s): the min-loss value, the 10-90 % interval.
+
+    At most ``max_estimates`` are used; None when there is none.
+    """
+    if not estimates:
+        return None
+    x = np.maximum(np.asarray(estimates[: p.max_estimates], dtype=float), 0.0)
+    value = min_loss_value(x, np.full(x.size, 1.0 / x.size), p.miss_tolerance, p.miss_penalty)
+    lo, hi = (float(q) for q in np.quantile(x, [0.1, 0.9]))
+    return Prediction(value, min(lo, value), max(hi, value), source, int(x.size), samples)
+
+
+def level_similarity(diffs: list[float], p: PredictorParams) -> tuple[float, float, int] | None:
+    """(offset, spread, common) of one host's typical levels minus another's to common targets.
+
+    The median difference is the offset to add to the other host's level, the median
+    absolute deviation from it the spread. None with fewer than ``similar_min_common``.
+    """
+    if len(diffs) < p.similar_min_common:
+        return None
+    d = np.asarray(diffs, dtype=float)
+    offset = float(np.median(d))
+    spread = float(np.median(np.abs(d - offset)))
+    return offset, spread, len(diffs)
+
+
+def similar_enough(spread: float, level: float, p: PredictorParams) -> bool:
+    """Whether a spread (s) is small enough for experience at ``level`` (s) to be shared."""
+    return spread <= p.similar_absolute + p.similar_relative * max(level, 0.0)
+
+
 def change_probability(starts: np.ndarray, n: int, horizon: int) -> float:
     """Probability that the current run ends within ``horizon`` steps, from the completed runs.
 
@@ -282,6 +316,10 @@ class XbacPredictor:
             self._level_cache[(a, b)] = (stamp, value)
         return (value, len(s)) if value is not None else None
 
+    def level(self, a: Hashable, b: Hashable) -> tuple[float, int] | None:
+        """a's typical level to b and its series' size; None below ``cold_min_samples``."""
+        return self._support(a, b, 0.0)
+
     def offset(self, src: Hashable, member: Hashable) -> float:
         """Median of (src's level - member's level) over the targets both measured; 0 if none."""
         if src == member:
@@ -346,12 +384,7 @@ class XbacPredictor:
         if not estimates:
             source = "similar"
             estimates, samples = self._similar_estimates(src, dst, t, set(members))
-        if not estimates:
-            return None
-        x = np.maximum(np.asarray(estimates[: p.max_estimates]), 0.0)
-        value = min_loss_value(x, np.full(x.size, 1.0 / x.size), p.miss_tolerance, p.miss_penalty)
-        lo, hi = (float(q) for q in np.quantile(x, [0.1, 0.9]))
-        return Prediction(value, min(lo, value), max(hi, value), source, int(x.size), samples)
+        return combine_estimates(estimates, samples, source, p)
 
     def similarity(self, src: Hashable, other: Hashable) -> tuple[float, float, int] | None:
         """How well ``other``'s experience stands in for ``src``'s: (offset, spread, common).
@@ -360,13 +393,7 @@ class XbacPredictor:
         is the offset to add to ``other``'s level, the median absolute deviation its spread.
         None when they share fewer than ``similar_min_common`` targets.
         """
-        diffs = self._level_differences(src, other)
-        if len(diffs) < self.params.similar_min_common:
-            return None
-        d = np.asarray(diffs)
-        offset = float(np.median(d))
-        spread = float(np.median(np.abs(d - offset)))
-        return offset, spread, len(diffs)
+        return level_similarity(self._level_differences(src, other), self.params)
 
     def _similar_estimates(
         self, src: Hashable, dst: Hashable, t: float, exclude: set[Hashable]
@@ -393,8 +420,7 @@ class XbacPredictor:
             if sim is None:
                 continue
             offset, spread, _ = sim
-            limit = p.similar_absolute + p.similar_relative * max(sup[0], 0.0)
-            if spread <= limit:
+            if similar_enough(spread, sup[0], p):
                 scored.append((spread, sup[0] + offset, sup[1]))
             if len(seen) >= p.similar_max_candidates:
                 break

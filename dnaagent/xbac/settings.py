@@ -85,6 +85,12 @@ class XbacSection:
     recent: int = key(
         64, "recent predictions kept for the MIB's prediction table", schema.between(1, 4096)
     )
+    similar_groups: int = key(
+        3,
+        "other groups' leaders asked when this host's group has no basis for a prediction "
+        "(0: never ask)",
+        schema.between(0, 16),
+    )
 
     def predictor_params(self) -> PredictorParams:
         """The predictor's parameters from this section."""
@@ -106,6 +112,7 @@ class XbacSection:
             grouping=self.grouping_params(),
             predictor=self.predictor_params(),
             backups=self.backups,
+            similar_groups=self.similar_groups,
         )
 
 

@@ -176,6 +176,14 @@ def cmd_predict(client: Any, args: argparse.Namespace, out: TextIO = sys.stdout)
             f"{st['quality_reports']} quality reports",
             file=out,
         )
+        ec = (st.get("engine") or {}).get("counters") or {}
+        if "similar_requests" in ec:
+            print(
+                f"  other groups  {ec['similar_requests']} asked, {ec['similar_answers']} "
+                f"answers, {ec['similar_predictions']} predictions; for them "
+                f"{ec['similar_served']} answered, {ec['similar_no_basis']} without basis",
+                file=out,
+            )
         act = st["active"]
         probing = f"every {act['interval']:g} s" if act["interval"] else "only when asked"
         method = (

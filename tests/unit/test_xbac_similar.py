@@ -225,3 +225,59 @@ def test_params_are_checked() -> None:
         with pytest.raises(ValueError):
             XbacParams(**bad).validate()  # type: ignore[arg-type]
     XbacParams(similar_groups=0).validate()
+
+
+def test_dnactl_shows_similar_predictions_and_counters() -> None:
+    """``dnactl predict rtt`` names the source; ``status`` shows the cross-group counters."""
+    import io
+
+    from dnaagent.control.dnactl import build_parser
+    from dnaagent.control.predict_cli import cmd_predict
+
+    node, _ = leader_node(LEVELS, None)
+    node.counters.update(similar_requests=6, similar_answers=2, similar_predictions=2)
+    status = {
+        "mode": "group",
+        "role": "leader",
+        "group": "ab",
+        "members": 1,
+        "clusters": 0,
+        "measurements": 0,
+        "measurements_by_source": {"api": 0, "active": 0, "passive": 0, "report": 0},
+        "measurements_rejected": 0,
+        "predictions_answered": 2,
+        "predictions_unanswered": 1,
+        "quality_reports": 0,
+        "active": {"method": "icmp", "tcp_port": 80, "interval": 0},
+        "passive": {"running": False},
+        "engine": node.status(),
+    }
+    rtt = {
+        "target": "192.0.2.50",
+        "predicted": True,
+        "rtt_ms": 110.0,
+        "low_ms": 105.0,
+        "high_ms": 115.0,
+        "basis": {"source": "similar", "series": 1, "measurements": 12},
+        "elapsed_ms": 3.0,
+        "time": 0,
+    }
+
+    class Client:
+        """The agent's answers."""
+
+        def get(self, path: str, **query: object) -> object:
+            """The status."""
+            return status
+
+        def post(self, path: str, body: object) -> object:
+            """The prediction."""
+            return rtt
+
+    for argv, want in (
+        (["predict", "status"], "other groups  6 asked, 2 answers, 2 predictions; for them 0"),
+        (["predict", "rtt", "192.0.2.50"], "another group that sees the network as this host"),
+    ):
+        out = io.StringIO()
+        assert cmd_predict(Client(), build_parser().parse_args(argv), out) == 0
+        assert want in out.getvalue()

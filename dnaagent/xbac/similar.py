@@ -222,6 +222,7 @@ class SimilarGroups:
         self._tokens = 4.0 * p.similar_rate
         self._tokens_at = 0.0
         self._leaders_read_at = 0.0
+        self._silent: dict[bytes, float] = {}
         for name in COUNTERS:
             node.counters.setdefault(name, 0)
 
@@ -246,14 +247,21 @@ class SimilarGroups:
         return out
 
     def leaders(self) -> list[LeaderRecord]:
-        """Leaders of other groups to ask: neighbours first, then the newest known, one a group."""
+        """Leaders of other groups to ask: neighbours first, then the newest known, one a group.
+
+        A leader that did not answer (gone, or an agent without ``xbac.similar``) is left
+        out for ``similar_negative_ttl``, so that it does not hold a place for nothing.
+        """
         node = self.node
+        now = node._now()
         cands = [r for r, _ in node.neighbours]
         cands += sorted(node.known_leaders.values(), key=lambda r: (-r.time, r.node_id))
         out: list[LeaderRecord] = []
         groups: set[bytes] = set()
         for r in cands:
             if r.node_id == node.node_id or r.group == node.group_id or r.group in groups:
+                continue
+            if self._silent.get(r.node_id, 0.0) > now:
                 continue
             groups.add(r.group)
             out.append(r)
@@ -322,7 +330,10 @@ class SimilarGroups:
                 answers.append(a)
             answered()
 
-        def failed(f: Failure) -> None:
+        def failed(f: Failure, rec: LeaderRecord) -> None:
+            if len(self._silent) >= MAX_NO_BASIS:
+                self._silent.clear()
+            self._silent[rec.node_id] = node._now() + p.similar_negative_ttl
             answered()
 
         def answered() -> None:
@@ -337,9 +348,11 @@ class SimilarGroups:
             try:
                 d = node.overlay.request(rec.address, NAME, body, timeout=p.similar_timeout)
             except Exception:
-                failed(Failure())
+                failed(Failure(), rec)
                 continue
-            d.addCallbacks(got, failed).addErrback(lambda f: log.failure("xbac.similar", f))
+            d.addCallbacks(got, failed, errbackArgs=(rec,)).addErrback(
+                lambda f: log.failure("xbac.similar", f)
+            )
         return result
 
     def _refresh_leaders(self, now: float) -> None:

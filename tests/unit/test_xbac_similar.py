@@ -281,3 +281,31 @@ def test_dnactl_shows_similar_predictions_and_counters() -> None:
         out = io.StringIO()
         assert cmd_predict(Client(), build_parser().parse_args(argv), out) == 0
         assert want in out.getvalue()
+
+
+def test_a_silent_leader_is_left_out_for_a_while() -> None:
+    """A leader that does not answer costs one wait, then is not asked for a while."""
+    from twisted.internet.defer import fail
+
+    from dnaagent.overlay.errors import RequestTimeout
+    from dnaagent.xbac.node import LeaderRecord
+
+    node, ov = leader_node(LEVELS, None)
+    sent: list[tuple[object, str]] = []
+
+    def request(to: object, name: str, body: object, timeout: float | None = None) -> object:
+        sent.append((to, name))
+        return fail(RequestTimeout("no answer"))
+
+    ov.request = request  # type: ignore[attr-defined]
+    rec = LeaderRecord(b"\x07" * 20, b"\x08" * 20, "198.51.100.9", "198.51.100.9", 4001, 1.0)
+    node.known_leaders[rec.node_id] = rec
+    out: list[object] = []
+    node._similar.ask("192.0.2.50").addBoth(out.append)
+    assert out == [None] and sent == [(("198.51.100.9", 4001), "xbac.similar")]
+    node._similar.ask("192.0.2.51").addBoth(out.append)
+    assert out == [None, None] and len(sent) == 1  # left out: nobody to ask
+    node.clock.advance(node.params.similar_negative_ttl + 1)  # type: ignore[attr-defined]
+    node._similar.ask("192.0.2.52").addBoth(out.append)
+    assert len(sent) == 2
+    assert node.counters["similar_requests"] == 2

@@ -7,8 +7,9 @@ known leaders, one per group). The request carries the target and the requester'
 levels to the ``similar_hosts`` remote hosts it measured most (the predictor's own level
 function, :meth:`~dnaagent.xbac.predictor.XbacPredictor.level`).
 
-The asked node compares them with its own levels to the same hosts exactly as the
-predictor's :meth:`~dnaagent.xbac.predictor.XbacPredictor.similarity` does
+The asked node compares them with its levels to the same hosts (its own series, else its
+group members' levels in the clusters it holds, :meth:`SimilarGroups.group_levels`) as
+the predictor's :meth:`~dnaagent.xbac.predictor.XbacPredictor.similarity` does
 (:func:`~dnaagent.xbac.predictor.level_similarity`: median difference = offset, median
 absolute deviation = spread). With at least ``similar_min_common`` common hosts and a spread
 within ``similar_absolute + similar_relative * level``
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import numpy as np
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -406,11 +408,7 @@ class SimilarGroups:
         if node.group_id is None:
             return self._no(node, "no group")
         pp = node.params.predictor
-        mine: dict[str, float] = {}
-        for h in theirs:
-            lv = node.predictor.level(node.node_id, h)
-            if lv is not None:
-                mine[h] = lv[0]
+        mine = self.group_levels(list(theirs))
         sim = compare(theirs, mine, pp)
         if sim is None:
             return self._no(node, "too few common hosts")
@@ -428,6 +426,50 @@ class SimilarGroups:
             return self._no(node, "no basis for the target")
 
         return self.own_prediction(target).addCallbacks(judge, failed)
+
+    def group_levels(self, hosts: list[str]) -> dict[str, float]:
+        """Levels to ``hosts``: this node's own, else its group's from the clusters it holds.
+
+        For a host this node did not measure (enough): the level records of the group's
+        members in the host's cluster, when this node holds that cluster and the host's
+        mapping (as owner or backup copy: no request), each corrected by the member's
+        offset to this node over the hosts both measured (as cluster predictions are),
+        and the median of them.
+        """
+        node = self.node
+        pp = node.params.predictor
+        now = node._now()
+        mine: dict[str, float] = {}
+        for h in hosts:
+            lv = node.predictor.level(node.node_id, h)
+            if lv is not None:
+                mine[h] = lv[0]
+
+        def stored(key: tuple[str, str]) -> Any:
+            e = node.store.primary.get(key) or node.store.backup.get(key)
+            return e.value if e is not None and e.expires > now else None
+
+        members: dict[str, dict[str, float]] = {}
+        for h in hosts:
+            cid = stored(("h", h))
+            data = stored(("c", str(cid))) if type(cid) is int else None
+            per = data.get("lv", {}).get(h) if type(data) is dict else None
+            if type(per) is not dict:
+                continue
+            for mid, rec in per.items():
+                if mid != node.mid and rec[1] >= pp.cold_min_samples:
+                    members.setdefault(mid, {})[h] = float(rec[0])
+        filled: dict[str, list[float]] = {}
+        for levels in members.values():
+            diffs = [mine[h] - v for h, v in levels.items() if h in mine]
+            offset = float(np.median(diffs)) if diffs else 0.0
+            for h, v in levels.items():
+                if h not in mine:
+                    filled.setdefault(h, []).append(v + offset)
+        out = dict(mine)
+        for h, vs in filled.items():
+            out[h] = float(np.median(vs))
+        return out
 
     @staticmethod
     def _no(node: XbacNode, why: str) -> dict[str, Any]:

@@ -309,3 +309,36 @@ def test_a_silent_leader_is_left_out_for_a_while() -> None:
     node._similar.ask("192.0.2.52").addBoth(out.append)
     assert len(sent) == 2
     assert node.counters["similar_requests"] == 2
+
+
+def test_group_levels_fill_in_members_levels_corrected_by_their_offset() -> None:
+    """Hosts the node did not measure take its members' levels from the clusters it holds,
+    shifted by each member's offset to the node; expired or unmapped ones are not used."""
+    from dnaagent.xbac.storage import Entry
+
+    own = {"192.0.2.1": 0.070, "192.0.2.2": 0.090}
+    node, ov = leader_node(own, None)
+    # A member 3 ms below this node on the hosts both measured; another 1 ms above.
+    lv = {
+        "192.0.2.1": {"m1": [0.067, 12, 0.0, None], "m2": [0.071, 12, 0.0, None]},
+        "192.0.2.2": {"m1": [0.087, 12, 0.0, None]},
+        "192.0.2.3": {"m1": [0.107, 12, 0.0, None], "m2": [0.111, 12, 0.0, None]},
+        "192.0.2.4": {"m1": [0.127, 3, 0.0, None]},  # too few samples
+    }
+    data = {"h": list(lv), "lv": lv}
+    node.store.put(Entry("c", "7", data, 0.0, 1e9))
+    for h in ("192.0.2.1", "192.0.2.2"):
+        node.store.put(Entry("h", h, 7, 0.0, 1e9))
+    node.store.put_backup(Entry("h", "192.0.2.3", 7, 0.0, 1e9))
+    node.store.put(Entry("h", "192.0.2.4", 7, 0.0, 1e9))
+    node.store.put(Entry("h", "192.0.2.5", 7, 0.0, -1.0))  # expired
+    hosts = [f"192.0.2.{i}" for i in range(1, 7)]
+    got = node._similar.group_levels(hosts)
+    assert got == pytest.approx({**own, "192.0.2.3": 0.110})
+    # A request that matches through them is answered (common 3: two own, one filled in).
+    node.predictor.add_measurement(node.node_id, "192.0.2.50", 0.2, 20.0)
+    for k in range(12):
+        node.predictor.add_measurement(node.node_id, "192.0.2.50", 0.2, 21.0 + k)
+    body = {"t": "192.0.2.50", "l": [[h, got[h] + 0.002] for h in got]}
+    a = similar.parse_answer(ask(ov, body))
+    assert a is not None and a.common == 3 and a.offset == pytest.approx(0.002)

@@ -66,6 +66,8 @@ NAME = "xbac.similar"
 MAX_HOSTS = 64
 #: Largest request body sent (bytes); the overlay's datagram limit is 8 KB.
 MAX_BODY = 6000
+#: Most hosts of the group storage examined to complete a request's levels.
+MAX_GROUP_HOSTS = 256
 #: Most targets remembered as "no group has a basis".
 MAX_NO_BASIS = 4096
 
@@ -231,9 +233,14 @@ class SimilarGroups:
     # -- asking ------------------------------------------------------------------------
 
     def levels(self, exclude: str) -> list[tuple[str, float]]:
-        """This node's typical levels to the hosts it measured most (``similar_hosts``)."""
+        """This node's typical levels to the hosts it measured most (``similar_hosts``).
+
+        A node that measured fewer hosts (one that just joined) completes them with its
+        group's levels from the clusters it holds (:meth:`group_levels`).
+        """
         node = self.node
         pred = node.predictor
+        want = min(node.params.similar_hosts, MAX_HOSTS)
         targets = pred.targets.get(node.node_id, set())
         ranked = sorted(
             (t for t in targets if t != exclude and type(t) is str),
@@ -244,8 +251,18 @@ class SimilarGroups:
             lv = pred.level(node.node_id, t)
             if lv is not None:
                 out.append((t, lv[0]))
-                if len(out) >= min(node.params.similar_hosts, MAX_HOSTS):
-                    break
+                if len(out) >= want:
+                    return out
+        have = {h for h, _ in out}
+        mapped = sorted(
+            k[1]
+            for table in (node.store.primary, node.store.backup)
+            for k in table
+            if k[0] == "h" and k[1] != exclude and k[1] not in have
+        )[:MAX_GROUP_HOSTS]
+        if mapped:
+            filled = self.group_levels([*have, *mapped])
+            out += [(h, filled[h]) for h in mapped if h in filled][: want - len(out)]
         return out
 
     def leaders(self) -> list[LeaderRecord]:

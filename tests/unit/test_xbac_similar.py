@@ -342,3 +342,26 @@ def test_group_levels_fill_in_members_levels_corrected_by_their_offset() -> None
     body = {"t": "192.0.2.50", "l": [[h, got[h] + 0.002] for h in got]}
     a = similar.parse_answer(ask(ov, body))
     assert a is not None and a.common == 3 and a.offset == pytest.approx(0.002)
+
+
+def test_a_node_that_measured_little_asks_with_its_groups_levels() -> None:
+    """Own levels first (most measured first), then the group's from the clusters it holds."""
+    from dnaagent.xbac.storage import Entry
+
+    node, _ = leader_node({"192.0.2.1": 0.070}, None)
+    for k in range(5):
+        node.predictor.add_measurement(node.node_id, "192.0.2.9", 0.3, 100.0 + k)
+    lv = {
+        "192.0.2.1": {"m1": [0.068, 12, 0.0, None]},
+        "192.0.2.2": {"m1": [0.088, 12, 0.0, None]},
+        "192.0.2.3": {"m1": [0.108, 12, 0.0, None]},
+        "192.0.2.50": {"m1": [0.2, 12, 0.0, None]},
+    }
+    node.store.put(Entry("c", "7", {"h": list(lv), "lv": lv}, 0.0, 1e9))
+    for h in lv:
+        node.store.put(Entry("h", h, 7, 0.0, 1e9))
+    got = node._similar.levels(exclude="192.0.2.50")
+    assert [h for h, _ in got] == ["192.0.2.1", "192.0.2.9", "192.0.2.2", "192.0.2.3"]
+    assert dict(got)["192.0.2.3"] == pytest.approx(0.110)  # the member is 2 ms below
+    node.params = XbacParams(similar_hosts=2)
+    assert [h for h, _ in node._similar.levels(exclude="x")] == ["192.0.2.1", "192.0.2.9"]

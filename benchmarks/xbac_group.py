@@ -119,6 +119,35 @@ def overlay_bytes(a: AgentProcess) -> tuple[int, int]:
     return int(c.get("bytes_in", 0)), int(c.get("bytes_out", 0))
 
 
+def overlay_counters(a: AgentProcess) -> dict[str, int]:
+    """The agent's overlay counters (messages, bytes, RPCs)."""
+    return {k: int(v) for k, v in a.get("/api/v1/overlay")["counters"].items()}
+
+
+def xbac_traffic(a: AgentProcess) -> dict[str, dict[str, int]]:
+    """XBAC messages and body bytes by message type, from the group node's counters."""
+    return a.get("/api/v1/xbac")["engine"].get("traffic", {})
+
+
+def by_type(
+    after: list[dict[str, dict[str, int]]], before: list[dict[str, dict[str, int]]], s: float
+) -> dict[str, dict[str, float]]:
+    """Messages and body bytes sent per node per second, by XBAC message type."""
+    n = len(after)
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted({k for t in after for k in t}):
+        msgs = sum(t.get(name, {}).get("out", 0) for t in after)
+        msgs -= sum(t.get(name, {}).get("out", 0) for t in before)
+        nbytes = sum(t.get(name, {}).get("out_bytes", 0) for t in after)
+        nbytes -= sum(t.get(name, {}).get("out_bytes", 0) for t in before)
+        if msgs or nbytes:
+            out[name] = {
+                "msgs_per_s": round(msgs / n / s, 3),
+                "bytes_per_s": round(nbytes / n / s, 1),
+            }
+    return out
+
+
 def xbac_bytes(a: AgentProcess) -> tuple[int, int]:
     """(bytes in, bytes out) of XBAC message bodies, from the group node's counters."""
     traffic = a.get("/api/v1/xbac")["engine"].get("traffic", {})
@@ -166,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", type=int, default=200, help="remote hosts measured (200)")
     ap.add_argument("--places", type=int, default=40, help="distinct RTT levels (40)")
     ap.add_argument("--window", type=float, default=300.0, help="seconds of traffic measured")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of feed rounds before the measured window (0: measure from the start)",
+    )
     ap.add_argument("--feed-interval", type=float, default=60.0, help="seconds between feeds")
     ap.add_argument("--requests", type=int, default=300, help="prediction requests timed")
     ap.add_argument("--group-timeout", type=float, default=120.0, help="seconds to form a group")
@@ -191,20 +226,30 @@ def main(argv: list[str] | None = None) -> int:
                     {"host": target(args.clusters + i), "rtts_ms": [20.0] * 12},
                 )
             time.sleep(5.0)
+            rounds = 0
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < args.warmup:
+                time.sleep(min(args.feed_interval, max(0.0, args.warmup - (time.monotonic() - t0))))
+                rounds += 1
+                fed += feed(agents, args.clusters, args.places, 1, rounds)
+                log(f"warm-up {time.monotonic() - t0:.0f} s of {args.warmup:.0f}: round {rounds}")
             before = [overlay_bytes(a) for a in agents]
             xb_before = [xbac_bytes(a) for a in agents]
+            types_before = [xbac_traffic(a) for a in agents]
+            ov_before = [overlay_counters(a) for a in agents]
             t0 = time.monotonic()
-            rounds = 0
             while time.monotonic() - t0 < args.window:
                 time.sleep(min(args.feed_interval, max(0.0, args.window - (time.monotonic() - t0))))
                 if time.monotonic() - t0 >= args.window:
                     break
                 rounds += 1
                 fed += feed(agents, args.clusters, args.places, 1, rounds)
-                log(f"{time.monotonic() - t0:.0f} s of {args.window:.0f}: feed round {rounds}")
+                log(f"window {time.monotonic() - t0:.0f} s of {args.window:.0f}: round {rounds}")
             elapsed = time.monotonic() - t0
             after = [overlay_bytes(a) for a in agents]
             xb_after = [xbac_bytes(a) for a in agents]
+            types_after = [xbac_traffic(a) for a in agents]
+            ov_after = [overlay_counters(a) for a in agents]
             log(f"timing {args.requests} predictions")
             server, client, counts, by_outcome = timed_predictions(
                 agents, args.clusters, args.requests
@@ -223,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "groups": len({s["group"] for s in final}),
         "clusters_kept": [s["clusters"] for s in final],
         "measurements_fed": fed,
+        "warmup_s": args.warmup,
         "window_s": round(elapsed, 1),
         "answer_ms": {
             "service_p50": round(quantile(server, 0.5), 3),
@@ -241,6 +287,16 @@ def main(argv: list[str] | None = None) -> int:
             "xbac_bodies_out_mean": round(statistics.fmean(xb_out), 1),
             "xbac_bodies_out_max": round(max(xb_out), 1),
             "xbac_bodies_in_mean": round(statistics.fmean(xb_in), 1),
+        },
+        "xbac_by_type_per_node": by_type(types_after, types_before, elapsed),
+        "overlay_per_node_per_s": {
+            k: round(
+                sum(a.get(k, 0) - b.get(k, 0) for a, b in zip(ov_after, ov_before, strict=True))
+                / len(agents)
+                / elapsed,
+                3,
+            )
+            for k in ("messages_out", "bytes_out", "rpc_sent", "app_requests_out", "lookups")
         },
         "targets": {"answer_p99_ms": 50, "traffic_Bps": 300, "thesis_traffic_Bps": 2270},
     }

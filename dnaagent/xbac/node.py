@@ -107,6 +107,16 @@ _MAX_WIRE_CLUSTER = 5000
 _ANY = 1e12
 
 
+#: Group requests off the prediction path: they may wait ``batch_delay`` and travel to a
+#: member together in one ``xbac.batch`` datagram (one envelope and signature for all).
+BATCHED = frozenset({"xbac.store", "xbac.delete", "xbac.observe", "xbac.report", "xbac.summary"})
+#: A batch is sent at once when its operations reach this many bytes, and an answer whose
+#: parts would exceed the reply budget asks for the rest to be sent again, each alone.
+BATCH_BYTES = 5000
+BATCH_REPLY_BYTES = 6500
+BATCH_MAX_OPS = 128
+
+
 class XbacProtocolError(DnaAgentError, ValueError):
     """A peer sent an XBAC message that is malformed or not allowed."""
 
@@ -278,6 +288,31 @@ def _cap_levels(data: dict[str, Any], limit: int) -> None:
             del lv[h]
 
 
+def _near(a: float, b: float, p: XbacParams) -> bool:
+    """Whether two levels differ by no more than ``report_change`` (at least ``report_floor``)."""
+    return abs(a - b) <= max(p.report_floor, p.report_change * max(abs(a), abs(b)))
+
+
+def _rows_near(a: bytes | None, b: bytes | None, p: XbacParams) -> bool:
+    """Whether two profile rows agree bin by bin (empty bins alike) within the report tolerance."""
+    if a is None or b is None or len(a) != len(b):
+        return a == b
+    x = np.frombuffer(a, dtype="<f2").astype(float)
+    y = np.frombuffer(b, dtype="<f2").astype(float)
+    nx, ny = np.isnan(x), np.isnan(y)
+    if not np.array_equal(nx, ny):
+        return False
+    x, y = x[~nx], y[~ny]
+    limit = np.maximum(p.report_floor, p.report_change * np.maximum(np.abs(x), np.abs(y)))
+    return bool(np.all(np.abs(x - y) <= limit))
+
+
+def _shape(e: Entry) -> int:
+    """A cluster entry's hosts, hashed: a change of it is copied to the backup at once."""
+    hosts = e.value.get("h", ()) if isinstance(e.value, dict) else ()
+    return hash(tuple(hosts))
+
+
 def _fit_cluster(data: dict[str, Any]) -> dict[str, Any]:
     """Cluster data small enough for one message: rows, then the oldest levels, go first."""
     if len(msgpack.packb(data, use_bin_type=True)) <= _MAX_WIRE_CLUSTER:
@@ -345,7 +380,8 @@ class XbacNode:
         self._member_ver: dict[bytes, int] = {}
         self._summaries: dict[tuple[Any, ...], tuple[Any, np.ndarray | None]] = {}
         self.group_version = 0
-        self._pushed: dict[Key, tuple[bytes, float, float]] = {}
+        #: Last backup copy of each key: (backup member, version, when, hosts' hash, interval).
+        self._pushed: dict[Key, tuple[bytes, float, float, int, float]] = {}
         self._reported: dict[str, tuple[int, float, bytes | None, float]] = {}
         self._cid: dict[str, int] = {}
         self._dirty: set[str] = set()
@@ -380,6 +416,10 @@ class XbacNode:
         # Its own stream, so that regroup timing leaves the protocol's random choices alone.
         self._regroup_rng = random.Random(self.node_id)
         self.traffic: dict[str, dict[str, int]] = {}
+        #: Batched group requests waiting per member: (name, body, size, Deferred) and timer.
+        self._outbox: dict[bytes, list[tuple[str, Any, int, Deferred[Any]]]] = {}
+        self._outbox_timer: dict[bytes, Any] = {}
+        self._outbox_group: dict[bytes, bytes | None] = {}
         #: Cross-group predictions (thesis §7.1.1): asks other groups, answers them.
         self._similar = SimilarGroups(self)
         self._register()
@@ -407,18 +447,22 @@ class XbacNode:
                 log.failure("cannot read the overlay address")
         return (self.host_id, self.params.port)
 
+    def _traffic_of(self, name: str) -> dict[str, int]:
+        return self.traffic.setdefault(name, {"out": 0, "out_bytes": 0, "in": 0, "in_bytes": 0})
+
     def _count(self, name: str, direction: str, body: Any) -> None:
         try:
             size = len(msgpack.packb(body, use_bin_type=True))
         except Exception:
             size = 0
-        t = self.traffic.setdefault(name, {"out": 0, "out_bytes": 0, "in": 0, "in_bytes": 0})
+        t = self._traffic_of(name)
         t[direction] += 1
         t[direction + "_bytes"] += size
 
     def _wrap(self, name: str, fn: Callable[[Any, Peer], Any]) -> Callable[[Any, Peer], Any]:
         def handler(body: Any, sender: Peer) -> Any:
-            self._count(name, "in", body)
+            if name != "xbac.batch":  # a batch counts its parts, and its framing apart
+                self._count(name, "in", body)
             if not self._running and name not in ("xbac.info",):
                 raise XbacProtocolError("not running")
             try:
@@ -432,8 +476,24 @@ class XbacNode:
 
         return handler
 
-    def _send(self, to: Any, name: str, body: Any, timeout: float | None = None) -> Deferred[Any]:
-        """Send ``name`` to a node ID (a member, or ourselves) or an address."""
+    def _send(
+        self, to: Any, name: str, body: Any, timeout: float | None = None, batch: bool = True
+    ) -> Deferred[Any]:
+        """Send ``name`` to a node ID (a member, or ourselves) or an address.
+
+        A request of :data:`BATCHED` to another member waits in that member's outbox (unless
+        ``batch`` is false or ``batch_delay`` is 0) and goes with the others in one datagram.
+        """
+        if (
+            batch
+            and name in BATCHED
+            and self.params.batch_delay > 0
+            and isinstance(to, bytes)
+            and to != self.node_id
+            and to in self.members
+            and self.group_id is not None
+        ):
+            return self._enqueue(to, name, body)
         if type(body) is dict and self.group_id is not None and "G" not in body:
             body = {**body, "G": self.group_id}
         if isinstance(to, bytes) and to == self.node_id:
@@ -449,7 +509,9 @@ class XbacNode:
         tries = 1 if name == "xbac.info" else 1 + self.params.retries
 
         def attempt(left: int) -> Deferred[Any]:
-            self._count(name, "out", body)
+            if name != "xbac.batch" or left < tries:
+                # A batch's first copy was counted by its parts and framing.
+                self._count(name, "out", body)
             try:
                 d = self.overlay.request(to, name, body, timeout=wait)
             except Exception as e:
@@ -465,6 +527,118 @@ class XbacNode:
             return d.addErrback(again)
 
         return attempt(tries)
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _enqueue(self, to: bytes, name: str, body: Any) -> Deferred[Any]:
+        try:
+            size = len(msgpack.packb(body, use_bin_type=True))
+        except (TypeError, ValueError, OverflowError) as e:
+            return fail(XbacProtocolError(f"cannot encode {name}: {e}"))
+        self._count(name, "out", body)
+        d: Deferred[Any] = Deferred()
+        box = self._outbox.setdefault(to, [])
+        self._outbox_group.setdefault(to, self.group_id)
+        box.append((name, body, size, d))
+        if sum(op[2] for op in box) >= BATCH_BYTES or len(box) >= BATCH_MAX_OPS:
+            self._flush(to)
+        elif to not in self._outbox_timer:
+            self._outbox_timer[to] = self.clock.callLater(self.params.batch_delay, self._flush, to)
+        return d
+
+    def _flush(self, to: bytes) -> None:
+        """Send the member's waiting requests as one ``xbac.batch``."""
+        t = self._outbox_timer.pop(to, None)
+        if t is not None and t.active():
+            t.cancel()
+        ops = self._outbox.pop(to, [])
+        group = self._outbox_group.pop(to, None)
+        if not ops:
+            return
+        # The group of the moment they were queued: a member that leaves right after still
+        # hands its entries over as a member of that group.
+        batch = {"o": [[name, body] for name, body, _, _ in ops], "G": group}
+        t = self._traffic_of("xbac.batch")
+        t["out"] += 1
+        t["out_bytes"] += max(
+            0, len(msgpack.packb(batch, use_bin_type=True)) - sum(op[2] for op in ops)
+        )
+        d = self._send(to, "xbac.batch", batch, batch=False)
+
+        def answered(body: Any) -> None:
+            results = body.get("r") if type(body) is dict else None
+            if type(results) is not list or len(results) != len(ops):
+                failed(Failure(XbacProtocolError("malformed batch answer")))
+                return
+            for (name, sub, _, sd), res in zip(ops, results, strict=True):
+                if type(res) is list and len(res) == 2 and res[0] == 0:
+                    sd.callback(res[1])
+                elif type(res) is list and len(res) == 2 and res[0] == 2:
+                    # Its answer did not fit: send it again, alone.
+                    self._send(to, name, sub, batch=False).chainDeferred(sd)
+                else:
+                    msg = res[1] if type(res) is list and len(res) == 2 else "bad answer"
+                    sd.errback(XbacProtocolError(f"{name}: {msg}"))
+
+        def failed(f: Failure) -> None:
+            for _, _, _, sd in ops:
+                if not sd.called:
+                    sd.errback(f)
+
+        d.addCallbacks(answered, failed)
+
+    def _flush_all(self) -> None:
+        for to in list(self._outbox):
+            self._flush(to)
+
+    def _on_batch(self, body: Any, sender: Peer) -> Any:
+        """Run each part of a batch through its own handler; answer the results in order."""
+        b = _dict(body)
+        parts = b["o"]
+        if type(parts) is not list or not 1 <= len(parts) <= BATCH_MAX_OPS:
+            raise _bad("batch")
+        handlers = self._handlers()
+        group = b.get("G")
+        framing = len(msgpack.packb(body, use_bin_type=True))
+        ds: list[Deferred[Any]] = []
+        for part in parts:
+            if type(part) is not list or len(part) != 2 or part[0] not in BATCHED:
+                raise _bad("batch part")
+            name, sub = part
+            framing -= len(msgpack.packb(sub, use_bin_type=True))
+            if type(sub) is dict and group is not None:
+                sub = {**sub, "G": group}
+            ds.append(maybeDeferred(self._wrap(name, handlers[name]), sub, sender))
+        t = self._traffic_of("xbac.batch")
+        t["in"] += 1
+        t["in_bytes"] += max(0, framing)
+
+        def collect(outcomes: list[tuple[bool, Any]]) -> dict[str, Any]:
+            results: list[list[Any]] = []
+            room = BATCH_REPLY_BYTES
+            for ok, value in outcomes:
+                if not ok:
+                    err = value.value
+                    if isinstance(err, XbacProtocolError):
+                        text = str(err)
+                    else:
+                        log.failure("XBAC batch part", value)
+                        text = "failed"
+                    results.append([1, text[:200]])
+                    continue
+                try:
+                    n = len(msgpack.packb(value, use_bin_type=True))
+                except (TypeError, ValueError, OverflowError):
+                    results.append([1, "unencodable answer"])
+                    continue
+                if n > room:
+                    results.append([2, None])
+                else:
+                    room -= n
+                    results.append([0, value])
+            return {"r": results}
+
+        return DeferredList(ds, consumeErrors=True).addCallback(collect)
 
     def _rtt(self, host: str) -> Deferred[float | None]:
         try:
@@ -504,6 +678,7 @@ class XbacNode:
                 self._leave_with_notice()
             except Exception:
                 log.failure("leaving the XBAC group")
+        self._flush_all()
         self._running = False
         for t in (self._timer, self._state_timer):
             if t is not None and t.active():
@@ -790,6 +965,7 @@ class XbacNode:
             "xbac.observe": self._on_observe,
             "xbac.report": self._on_report,
             "xbac.summary": self._on_summary,
+            "xbac.batch": self._on_batch,
             "xbac.similar": self._similar.on_request,
         }
 
@@ -1354,29 +1530,40 @@ class XbacNode:
 
     def _push_backups(self, keys: set[Key] | None = None) -> None:
         """Send backup copies: of ``keys``, or (periodically) of what changed or must be
-        refreshed before its copy expires."""
+        refreshed before its copy expires.
+
+        A cluster whose hosts did not change (only levels moved) is copied at an interval
+        that doubles from ``backup_interval`` up to ``cluster_backup_max`` (thesis
+        MaxClusterBackupInterval); a host that joins or leaves it is copied at once. Its
+        copy lives that interval plus ``backup_ttl``.
+        """
         now = self._now()
-        refresh = self.params.backup_ttl / 2
+        p = self.params
         for b, entries in self.store.by_backup(self.ring, self.node_id).items():
             if keys is not None:
                 entries = [e for e in entries if e.key in keys]
             else:
-                entries = [
-                    e
-                    for e in entries
-                    if (last := self._pushed.get(e.key)) is None
-                    or last[0] != b
-                    or last[1] != e.version
-                    or now - last[2] >= refresh
-                ]
+                entries = [e for e in entries if self._backup_due(e, b, now)]
+            out = []
             for e in entries:
-                self._pushed[e.key] = (b, e.version, now)
-            if entries:
-                ttl_entries = [
-                    Entry(e.kind, e.ident, e.value, e.version, self._now() + self.params.backup_ttl)
-                    for e in entries
-                ]
-                self._push(b, ttl_entries, backup=True)
+                shape = _shape(e) if e.kind == "c" else 0
+                last = self._pushed.get(e.key)
+                every = p.backup_interval
+                if e.kind == "c" and last is not None and last[0] == b and last[3] == shape:
+                    every = min(2 * last[4], p.cluster_backup_max)
+                self._pushed[e.key] = (b, e.version, now, shape, every)
+                ttl = p.backup_ttl + (every if e.kind == "c" else 0.0)
+                out.append(Entry(e.kind, e.ident, e.value, e.version, now + ttl))
+            if out:
+                self._push(b, out, backup=True)
+
+    def _backup_due(self, e: Entry, b: bytes, now: float) -> bool:
+        last = self._pushed.get(e.key)
+        if last is None or last[0] != b:
+            return True
+        if e.kind != "c":
+            return last[1] != e.version or now - last[2] >= self.params.backup_ttl / 2
+        return last[3] != _shape(e) or now - last[2] >= last[4]
 
     def _valid_value(self, kind: str, value: Any) -> Any:
         if kind in ("h", "g"):
@@ -1603,9 +1790,9 @@ class XbacNode:
             if (
                 last is not None
                 and last[0] == cid
-                and last[2] == row
-                and abs(last[1] - level) <= 0.01 * max(last[1], 1e-6)
                 and now - last[3] < self.params.report_refresh
+                and _near(last[1], float(level), self.params)
+                and _rows_near(last[2], row, self.params)
             ):
                 continue
             self._reported[host] = (cid, float(level), row, now)

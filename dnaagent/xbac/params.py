@@ -55,6 +55,9 @@ class XbacParams:
     info_timeout: float = 1.0
     #: DefaultBackupInterval: each primary entry is re-sent to its backup member this often.
     backup_interval: float = 300.0
+    #: MaxClusterBackupInterval: a cluster whose hosts stay the same is copied to its backup
+    #: at an interval doubling from backup_interval up to this.
+    cluster_backup_max: float = 3600.0
     #: A backup copy not refreshed within this time expires (then promoted or dropped).
     backup_ttl: float = 900.0
     #: TimedEntryTimeout: a stored mapping or cluster not refreshed this long is dropped.
@@ -70,12 +73,19 @@ class XbacParams:
     split_interval: float = 600.0
     #: An unchanged level is reported again after this long (keeps the cluster entry alive).
     report_refresh: float = 1800.0
+    #: A level or profile bin that moved by no more than this share (ClusterDetectionBandwidth)
+    #: or by no more than ``report_floor`` seconds counts as unchanged: it is not reported.
+    report_change: float = 0.02
+    report_floor: float = 0.001
     #: Profile grid: ``points`` bins over ``span`` seconds (aligned on absolute time).
     span: float = 3600.0
     points: int = 8
     #: Byte budget per second for summary broadcasts of one node (token bucket) and its burst.
     budget: float = 200.0
     burst: float = 4000.0
+    #: Group requests off the prediction path (store, delete, observe, report, summary) wait
+    #: up to this long and travel together, one datagram per member (0: each alone).
+    batch_delay: float = 2.0
     #: Leader records in the DHT live this long; the leader re-announces at half of it.
     announce_ttl: float = 600.0
     #: Largest group the protocol accepts (bounds every member list on the wire).
@@ -116,6 +126,10 @@ class XbacParams:
                 raise ValueError(f"{name} must be at least 1")
         if self.backups < 0:
             raise ValueError("backups must not be negative")
+        if not 0 <= self.report_change < 1 or not 0 <= self.report_floor <= 1:
+            raise ValueError("report_change must be in [0, 1) and report_floor in [0, 1] s")
+        if not 0 <= self.batch_delay <= 30:
+            raise ValueError("batch_delay must be between 0 and 30 seconds")
         if not 0 <= self.retries <= 5:
             raise ValueError("retries must be between 0 and 5")
         if self.probe_burst < 1:
@@ -124,6 +138,8 @@ class XbacParams:
             raise ValueError("orphan_timeout must exceed leader_timeout")
         if self.leader_timeout <= self.alive_interval:
             raise ValueError("leader_timeout must exceed alive_interval")
+        if self.cluster_backup_max < self.backup_interval:
+            raise ValueError("cluster_backup_max must be at least backup_interval")
         if self.backup_ttl <= self.backup_interval:
             raise ValueError("backup_ttl must exceed backup_interval")
         if not 0 <= self.similar_groups <= 16 or not 1 <= self.similar_hosts <= 64:

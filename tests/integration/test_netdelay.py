@@ -52,11 +52,12 @@ def rtts(ns: Namespace, address: str, count: int = 6) -> list[float]:
 def delayer(lab: Lab, star: Star, config: dict[str, Any]) -> Process:
     """Start the tool in the router, or skip saying exactly what failed."""
     try:
-        return start_delayer(lab, star.router, config, queue=3, lifetime=120)  # type: ignore[no-any-return]
+        proc: Process = start_delayer(lab, star.router, config, queue=3, lifetime=120)
     except AssertionError as e:
         if "cannot bind queue" in str(e):
             pytest.skip(f"NFQUEUE cannot be bound here: {e}")
         raise
+    return proc
 
 
 def config(star: Star, noisy: dict[str, list[float]] | None = None) -> dict[str, Any]:

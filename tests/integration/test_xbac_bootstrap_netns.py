@@ -351,8 +351,8 @@ def test_nine_site_hosts_bootstrap_into_one_group(world: World) -> None:
     nearest = sorted((r for r in SITES if r not in ("A", NOISY)), key=lambda r: rtt_ms("A", r))
     for r in consistent:
         n = {"0": 0, "1": 1, "3": 3, "5": 3}[r["setting"]]
-        want = {w.star.addresses[site] for site in nearest[:n]}
-        assert set(r["leader_neighbours"] or []) == want, report
+        expected = {w.star.addresses[site] for site in nearest[:n]}
+        assert set(r["leader_neighbours"] or []) == expected, report
     noisy = by_setting["5*"]
     good = sum(r["bootstrapped"] for r in noisy)
     total = sum(r["total"] for r in noisy)

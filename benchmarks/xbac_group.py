@@ -5,11 +5,12 @@ loopback address (127.0.0.11, .12, ...) with a free overlay port, no schedule,
 no SNMP, no active or passive measurements of their own. They form their XBAC
 group over the overlay. Measurements are fed through the control API only:
 every agent gets a series to each of ``--clusters`` (200) remote hosts, placed
-at ``--places`` (40) distances so that the clusters do not all merge, then one
-new value per host every ``--feed-interval`` seconds during the measured
-window. The remote hosts are loopback addresses of 127.100.0.0/16, so that
-whatever the agents send to them (the "is it an XBAC host?" question of §4.5)
-stays on this machine.
+at ``--places`` (200) distances, each with an RTT pattern of its own that steps
+every 450 s (one profile bin), so that the clusters stay apart as remote hosts
+of different places do; then one new value per host every ``--feed-interval``
+seconds, through a ``--warmup`` and the measured window. The remote hosts are
+loopback addresses of 127.100.0.0/16, so that whatever the agents send to them
+(the "is it an XBAC host?" question of §4.5) stays on this machine.
 
 Figures:
 
@@ -28,6 +29,7 @@ Run: ``python benchmarks/xbac_group.py [--json]``. Needs nothing but loopback.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -50,8 +52,13 @@ def target(i: int) -> str:
 
 
 def base_rtt(i: int, places: int) -> float:
-    """RTT level (ms) of remote host i: one of ``places`` distances."""
-    return 8.0 + 6.0 * (i % places)
+    """RTT level (ms) of remote host i: one of ``places`` distances (10-250 ms)."""
+    return 10.0 + 240.0 * (i % places) / max(1, places - 1)
+
+
+def pattern(i: int, now: float) -> float:
+    """Host i's own RTT pattern (ms): a step of 0-60 ms that changes every 450 s bin."""
+    return 15.0 * random.Random(i * 100_003 + int(now // 450)).randrange(5)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -100,10 +107,11 @@ def wait_group(agents: list[AgentProcess], timeout: float) -> list[dict[str, Any
 def feed(agents: list[AgentProcess], clusters: int, places: int, values: int, t: int) -> int:
     """Every agent measures every remote host (``values`` values each); return values fed."""
     fed = 0
+    now = time.time()
     for k, a in enumerate(agents):
         offset = 0.7 * k
         for i in range(clusters):
-            level = base_rtt(i, places) + offset
+            level = base_rtt(i, places) + pattern(i, now) + offset
             rtts = [round(level + ((t + j + i) % 3) * 0.3, 2) for j in range(values)]
             out = a.post(
                 "/api/v1/xbac/measurements",
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", type=int, default=5, help="real agents started (5)")
     ap.add_argument("--clusters", type=int, default=200, help="remote hosts measured (200)")
-    ap.add_argument("--places", type=int, default=40, help="distinct RTT levels (40)")
+    ap.add_argument("--places", type=int, default=200, help="distinct RTT levels (200)")
     ap.add_argument("--window", type=float, default=300.0, help="seconds of traffic measured")
     ap.add_argument(
         "--warmup",

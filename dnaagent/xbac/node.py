@@ -535,12 +535,18 @@ class XbacNode:
             size = len(msgpack.packb(body, use_bin_type=True))
         except (TypeError, ValueError, OverflowError) as e:
             return fail(XbacProtocolError(f"cannot encode {name}: {e}"))
+        if size >= BATCH_BYTES:
+            # Too big to share a datagram: it goes alone, now.
+            return self._send(to, name, body, batch=False)
         self._count(name, "out", body)
         d: Deferred[Any] = Deferred()
+        box = self._outbox.get(to, [])
+        if box and sum(op[2] for op in box) + size > BATCH_BYTES:
+            self._flush(to)
         box = self._outbox.setdefault(to, [])
         self._outbox_group.setdefault(to, self.group_id)
         box.append((name, body, size, d))
-        if sum(op[2] for op in box) >= BATCH_BYTES or len(box) >= BATCH_MAX_OPS:
+        if len(box) >= BATCH_MAX_OPS:
             self._flush(to)
         elif to not in self._outbox_timer:
             self._outbox_timer[to] = self.clock.callLater(self.params.batch_delay, self._flush, to)

@@ -230,6 +230,13 @@ class AgentService(MultiService):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         """Stop the children, close the control port and the store."""
+        if self.xbac is not None and self.xbac.running:
+            # First, while the overlay still runs: leaving the group hands entries over
+            # and may withdraw the group's record from the DHT.
+            try:
+                yield self.xbac.stopService()
+            except Exception:
+                self.log.failure("XBAC failed to stop")
         try:
             yield super().stopService()
         except Exception:

@@ -823,8 +823,13 @@ class OverlayNode(DatagramProtocol):
                 log.debug("answer of {name} to {addr} not sent", name=name, addr=addr)
 
         def failed(f: Failure) -> None:
-            log.failure("handler {name} failed", f, name=name)
             exc = f.value
+            if isinstance(exc, DnaAgentError):
+                # A refusal the handler chose (bad body, not running, rate limit): the
+                # requester gets the reason; no traceback in the log.
+                log.debug("handler {name} refused {addr}: {why}", name=name, addr=addr, why=exc)
+            else:
+                log.failure("handler {name} failed", f, name=name)
             text = str(exc) if isinstance(exc, DnaAgentError) else type(exc).__name__
             self._error(addr, txid, wire.ERR_HANDLER_FAILED, text)
 

@@ -158,10 +158,13 @@ class LeaderRecord:
     ip: str
     port: int
     time: float
+    #: The group ended (its last member left): readers forget it and its leader.
+    gone: bool = False
 
     def wire(self) -> list[Any]:
-        """``[group, node_id, host, ip, port, time]``."""
-        return [self.group, self.node_id, self.host, self.ip, self.port, self.time]
+        """``[group, node_id, host, ip, port, time]``, plus ``True`` for a group that ended."""
+        w = [self.group, self.node_id, self.host, self.ip, self.port, self.time]
+        return [*w, True] if self.gone else w
 
     @property
     def address(self) -> tuple[str, int]:
@@ -213,7 +216,7 @@ def _member(v: Any) -> Member:
 
 
 def _leader_record(v: Any) -> LeaderRecord:
-    if type(v) is not list or len(v) != 6:
+    if type(v) is not list or len(v) not in (6, 7) or (len(v) == 7 and v[6] is not True):
         raise _bad("leader record")
     return LeaderRecord(
         _id(v[0], "group id"),
@@ -222,6 +225,7 @@ def _leader_record(v: Any) -> LeaderRecord:
         _host(v[3]),
         _int(v[4], "port", 1, 65535),
         _num(v[5], "time"),
+        len(v) == 7,
     )
 
 
@@ -506,7 +510,7 @@ class XbacNode:
                 to = (m.ip, m.port)
         wait = self.params.rpc_timeout if timeout is None else timeout
         # Group requests are idempotent: a lost datagram costs one more try, not a member.
-        tries = 1 if name == "xbac.info" else 1 + self.params.retries
+        tries = 1 if name in ("xbac.info", "xbac.measure") else 1 + self.params.retries
 
         def attempt(left: int) -> Deferred[Any]:
             if name != "xbac.batch" or left < tries:
@@ -675,15 +679,34 @@ class XbacNode:
 
         return d.addCallback(started)
 
-    def stop(self, graceful: bool = True) -> None:
-        """Leave the group: with notice, hand over leadership and stored entries first."""
+    def stop(self, graceful: bool = True) -> Deferred[None]:
+        """Leave the group: with notice, hand over leadership and stored entries first.
+
+        The Deferred fires once a withdrawn group's record is stored in the DHT, or after
+        ``2 * rpc_timeout`` at most, so that the overlay can stay up until then.
+        """
         if not self._running:
-            return
+            return succeed(None)
+        left: Deferred[Any] = succeed(None)
         if graceful and self.group_id is not None:
             try:
-                self._leave_with_notice()
+                left = self._leave_with_notice()
             except Exception:
                 log.failure("leaving the XBAC group")
+        done: Deferred[None] = Deferred()
+
+        def finish(_: Any = None) -> None:
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(2 * self.params.rpc_timeout, finish)
+
+        def settled(_: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            finish()
+
+        left.addBoth(settled)
         self._flush_all()
         self._running = False
         for t in (self._timer, self._state_timer):
@@ -695,6 +718,7 @@ class XbacNode:
         if unregister is not None:
             for name in self._handlers():
                 unregister(name)
+        return done
 
     # ================================================================ bootstrapping
 
@@ -733,9 +757,14 @@ class XbacNode:
                 old = newest.get(rec.group)
                 if old is None or rec.time > old.time:
                     newest[rec.group] = rec
-            for rec in newest.values():
+            ended = {g for g, rec in newest.items() if rec.gone}
+            for n in [n for n, r in self.known_leaders.items() if r.group in ended]:
+                del self.known_leaders[n]
+                self.rings.remove(n)
+            live = [rec for rec in newest.values() if not rec.gone]
+            for rec in live:
                 self.known_leaders[rec.node_id] = rec
-            return sorted(newest.values(), key=lambda r: (-r.time, r.node_id))
+            return sorted(live, key=lambda r: (-r.time, r.node_id))
 
         return d.addCallback(parse).addErrback(lambda f: [])
 
@@ -869,18 +898,22 @@ class XbacNode:
         self._announce()
         self._measure_leaders()
 
-    def _announce(self) -> None:
+    def _announce(self, gone: bool = False) -> Deferred[Any]:
+        """Announce this leader in the DHT, or (``gone``) that its group ended."""
         if self.role != "leader" or self.group_id is None:
-            return
+            return succeed(None)
         me = self._me()
-        rec = LeaderRecord(self.group_id, self.node_id, self.host_id, me.ip, me.port, self._now())
+        rec = LeaderRecord(
+            self.group_id, self.node_id, self.host_id, me.ip, me.port, self._now(), gone
+        )
         value = msgpack.packb(rec.wire(), use_bin_type=True)
+        self._next["announce"] = self._now() + self.params.announce_ttl / 2
         try:
             d = self.overlay.put(LEADERS_KEY, value, ttl=self.params.announce_ttl)
-            d.addErrback(lambda f: log.info("leader announcement not stored: {f}", f=f.value))
         except Exception:
             log.failure("announcing the XBAC leader")
-        self._next["announce"] = self._now() + self.params.announce_ttl / 2
+            return succeed(None)
+        return d.addErrback(lambda f: log.info("leader announcement not stored: {f}", f=f.value))
 
     def _measure_leaders(self) -> None:
         """Measure the other leaders into the rings and greet them (they add us to theirs).
@@ -905,7 +938,7 @@ class XbacNode:
                 self.group_id, self.node_id, self.host_id, me.ip, me.port, self._now()
             )
             self._send(rec.address, "xbac.hello", {"r": mine.wire()}).addCallbacks(
-                learned, lambda f: None
+                learned, lambda f: self._forget_leader(rec.node_id, f)
             )
 
         def learned(body: Any) -> None:
@@ -935,6 +968,14 @@ class XbacNode:
                 meet(rec)
 
         d.addCallback(measure)
+
+    def _forget_leader(self, node_id: bytes, why: Failure) -> None:
+        """A leader that did not answer an XBAC request leaves the rings (its host may
+        still answer pings after its agent left); it comes back when it answers again."""
+        if why.check(RequestTimeout) and node_id in self.known_leaders:
+            del self.known_leaders[node_id]
+            self.rings.remove(node_id)
+            self._update_neighbours()
 
     def _ring_add(self, rtt: float | None, rec: LeaderRecord) -> None:
         if rtt is None:
@@ -1028,8 +1069,13 @@ class XbacNode:
             cands = [
                 n for n in self.rings.candidates(d0, self.params.beta) if n in self.known_leaders
             ]
+            # Within half the asker's timeout and without retries: a ring member that is
+            # gone (its host may still answer pings) must not make the newcomer give up.
+            wait = self.params.rpc_timeout / 2
             ds = [
-                self._send(self.known_leaders[n].address, "xbac.measure", {"t": target})
+                self._send(
+                    self.known_leaders[n].address, "xbac.measure", {"t": target}, timeout=wait
+                )
                 for n in cands
             ]
 
@@ -1039,7 +1085,10 @@ class XbacNode:
                 best: bytes | None = None
                 best_d = start
                 for n, (ok, r) in zip(cands, results, strict=True):
-                    if not ok or type(r) is not dict:
+                    if not ok:
+                        self._forget_leader(n, r)
+                        continue
+                    if type(r) is not dict:
                         continue
                     v: Any = r.get("d")
                     if isinstance(v, int | float) and math.isfinite(v) and 0 <= v < best_d:
@@ -1465,9 +1514,14 @@ class XbacNode:
             answered, lambda f: self._take_over(exclude=L.node_id)
         ).addErrback(lambda f: log.failure("leader check", f))
 
-    def _leave_with_notice(self) -> None:
+    def _leave_with_notice(self) -> Deferred[Any]:
+        """Hand over role and entries; a leader alone withdraws its group from the DHT."""
         others = [n for n in self.members if n != self.node_id]
         ring = Ring(others)
+        withdrawn: Deferred[Any] = succeed(None)
+        if self.role == "leader" and not others:
+            # The group ends with its last member: newcomers must not walk towards it.
+            withdrawn = self._announce(gone=True)
         if self.role == "leader" and others:
             succ = max(
                 (n for n in self.backups if n in self.members and n != self.node_id),
@@ -1488,6 +1542,7 @@ class XbacNode:
                 self._push(owner, entries, backup=False)
         self.store = GroupStore()
         self.group_id = None
+        return withdrawn
 
     # ================================================================ storage
 

@@ -255,7 +255,9 @@ class XbacService(Service):
         d.addErrback(lambda f: self.log.failure("XBAC did not start", f))
 
     def stopService(self) -> Any:  # noqa: N802 (Twisted's name)
-        """Stop polling and hand the group role over."""
+        """Stop polling and hand the group role over (once: the agent stops it first)."""
+        if not self.running:
+            return defer.succeed(None)
         super().stopService()
         if self._waiting is not None and self._waiting.running:
             self._waiting.stop()

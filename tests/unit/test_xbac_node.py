@@ -309,3 +309,44 @@ def test_no_prediction_for_a_host_without_agent_comes_back_at_once() -> None:
     peer = g.agents[2].host_id
     g.wait(a.predict_rtt(peer), 10)
     assert a.traffic["xbac.info"]["out"] == asked + 1
+
+
+def test_a_group_that_ends_is_withdrawn_from_the_dht() -> None:
+    """The last member of a group leaves with notice: its leader record is replaced by a
+    withdrawal, and leaders reading the DHT forget that leader (no Meridian walk to it)."""
+    lab = Lab(SiteLatency({"A": (0.0, 0.0), "B": (80.0, 0.0)}, seed=4), seed=4)
+    lone = lab.add("198.51.100.1", "B")
+    lab.run(5.0)
+    site = lab.add("203.0.113.1", "A")
+    lab.run(60.0)
+    assert lone.role == site.role == "leader" and lone.group_id != site.group_id
+    assert lone.node_id in site.known_leaders
+    d = lone.stop(graceful=True)
+    lab.wait(d, 10.0)
+    records = lab.wait(site._read_leaders(), 10.0)
+    assert all(r.node_id != lone.node_id for r in records)
+    assert lone.node_id not in site.known_leaders
+    assert lone.node_id not in site.rings.peers()
+
+
+def test_group_requests_travel_in_batches() -> None:
+    """Store, report and summary requests to a member share datagrams (xbac.batch); a bad
+    batch is refused and counted."""
+    g = Group(3)
+    a, b = g.agents[0], g.agents[1]
+    for i in range(40):
+        for x in (a, b):
+            for k in range(6):
+                x.add_measurement(f"192.0.2.{i + 1}", 0.02 + 0.001 * (i % 4), float(k))
+    g.run(200)
+    st = a.status()["traffic"]
+    assert st["xbac.batch"]["out"] > 0
+    parts = sum(st.get(n, {}).get("out", 0) for n in ("xbac.store", "xbac.report", "xbac.observe"))
+    assert parts > st["xbac.batch"]["out"]
+    handler = a._wrap("xbac.batch", a._handlers()["xbac.batch"])
+    member = Peer(b.node_id, g.addrs[1], "core")
+    before = a.counters["invalid"]
+    for body in ({"o": []}, {"o": [["xbac.fetch", {"k": ["h", "x"]}]]}, {"o": "x"}):
+        with pytest.raises(XbacProtocolError):
+            handler(body, member)
+    assert a.counters["invalid"] == before + 3

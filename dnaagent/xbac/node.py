@@ -110,6 +110,10 @@ _ANY = 1e12
 #: Group requests off the prediction path: they may wait ``batch_delay`` and travel to a
 #: member together in one ``xbac.batch`` datagram (one envelope and signature for all).
 BATCHED = frozenset({"xbac.store", "xbac.delete", "xbac.observe", "xbac.report", "xbac.summary"})
+#: The one-letter name of each batched request inside a batch.
+BATCH_CODES = {"xbac.store": "s", "xbac.delete": "d", "xbac.observe": "o", "xbac.report": "r"}
+BATCH_CODES["xbac.summary"] = "m"
+BATCH_NAMES = {c: n for n, c in BATCH_CODES.items()}
 #: A batch is sent at once when its operations reach this many bytes, and an answer whose
 #: parts would exceed the reply budget asks for the rest to be sent again, each alone.
 BATCH_BYTES = 5000
@@ -567,7 +571,7 @@ class XbacNode:
             return
         # The group of the moment they were queued: a member that leaves right after still
         # hands its entries over as a member of that group.
-        batch = {"o": [[name, body] for name, body, _, _ in ops], "G": group}
+        batch = {"o": [[BATCH_CODES[name], body] for name, body, _, _ in ops], "G": group}
         t = self._traffic_of("xbac.batch")
         t["out"] += 1
         t["out_bytes"] += max(
@@ -612,9 +616,9 @@ class XbacNode:
         framing = len(msgpack.packb(body, use_bin_type=True))
         ds: list[Deferred[Any]] = []
         for part in parts:
-            if type(part) is not list or len(part) != 2 or part[0] not in BATCHED:
+            if type(part) is not list or len(part) != 2 or part[0] not in BATCH_NAMES:
                 raise _bad("batch part")
-            name, sub = part
+            name, sub = BATCH_NAMES[part[0]], part[1]
             framing -= len(msgpack.packb(sub, use_bin_type=True))
             if type(sub) is dict and group is not None:
                 sub = {**sub, "G": group}

@@ -85,7 +85,7 @@ class XbacParams:
     burst: float = 4000.0
     #: Group requests off the prediction path (store, delete, observe, report, summary) wait
     #: up to this long and travel together, one datagram per member (0: each alone).
-    batch_delay: float = 2.0
+    batch_delay: float = 5.0
     #: Leader records in the DHT live this long; the leader re-announces at half of it.
     announce_ttl: float = 600.0
     #: Largest group the protocol accepts (bounds every member list on the wire).

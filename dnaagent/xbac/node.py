@@ -83,6 +83,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dnaagent.errors import DnaAgentError
+from dnaagent.guard.limits import TokenBucket
 from dnaagent.overlay.contact import Peer
 from dnaagent.overlay.errors import RequestTimeout
 from dnaagent.xbac.cluster import greedy_clusters, similar, summarize
@@ -109,10 +110,15 @@ _ANY = 1e12
 
 #: Group requests off the prediction path: they may wait ``batch_delay`` and travel to a
 #: member together in one ``xbac.batch`` datagram (one envelope and signature for all).
-BATCHED = frozenset({"xbac.store", "xbac.delete", "xbac.observe", "xbac.report", "xbac.summary"})
-#: The one-letter name of each batched request inside a batch.
-BATCH_CODES = {"xbac.store": "s", "xbac.delete": "d", "xbac.observe": "o", "xbac.report": "r"}
-BATCH_CODES["xbac.summary"] = "m"
+#: Each with the one-letter name it has inside a batch.
+BATCH_CODES = {
+    "xbac.store": "s",
+    "xbac.delete": "d",
+    "xbac.observe": "o",
+    "xbac.report": "r",
+    "xbac.summary": "m",
+}
+BATCHED = frozenset(BATCH_CODES)
 BATCH_NAMES = {c: n for n, c in BATCH_CODES.items()}
 #: A batch is sent at once when its operations reach this many bytes, and an answer whose
 #: parts would exceed the reply budget asks for the rest to be sent again, each alone.
@@ -395,10 +401,10 @@ class XbacNode:
         self._dirty: set[str] = set()
         self._not_xbac: dict[str, float] = {}
         self._merging: dict[int, list[tuple[bytes, int, dict[str, Any]]]] = {}
-        self._tokens = p.burst
-        self._probe_tokens = float(p.probe_burst)
-        self._probe_at = 0.0
-        self._tokens_at = 0.0
+        #: Summary broadcasts: ``budget`` bytes/s, ``burst`` saved up (thesis §7.5.1).
+        self._summary_bytes = TokenBucket(p.budget, p.burst, clock.seconds())
+        #: Measurements peers may ask for (Meridian probes).
+        self._probes = TokenBucket(p.probe_rate, p.probe_burst, clock.seconds())
         self._timer: Any = None
         self._state_timer: Any = None
         self._next: dict[str, float] = {}
@@ -763,8 +769,7 @@ class XbacNode:
                     newest[rec.group] = rec
             ended = {g for g, rec in newest.items() if rec.gone}
             for n in [n for n, r in self.known_leaders.items() if r.group in ended]:
-                del self.known_leaders[n]
-                self.rings.remove(n)
+                self._drop_leader(n)
             live = [rec for rec in newest.values() if not rec.gone]
             for rec in live:
                 self.known_leaders[rec.node_id] = rec
@@ -976,7 +981,12 @@ class XbacNode:
     def _forget_leader(self, node_id: bytes, why: Failure) -> None:
         """A leader that did not answer an XBAC request leaves the rings (its host may
         still answer pings after its agent left); it comes back when it answers again."""
-        if why.check(RequestTimeout) and node_id in self.known_leaders:
+        if why.check(RequestTimeout):
+            self._drop_leader(node_id)
+
+    def _drop_leader(self, node_id: bytes) -> None:
+        """Forget a leader: known leaders, Meridian rings and the nearest neighbours."""
+        if node_id in self.known_leaders:
             del self.known_leaders[node_id]
             self.rings.remove(node_id)
             self._update_neighbours()
@@ -1041,16 +1051,7 @@ class XbacNode:
 
     def _probe_allowed(self) -> bool:
         """Token bucket of the measurements peers may ask for (no abuse amplifier)."""
-        now = self._now()
-        p = self.params
-        self._probe_tokens = min(
-            p.probe_burst, self._probe_tokens + (now - self._probe_at) * p.probe_rate
-        )
-        self._probe_at = now
-        if self._probe_tokens < 1:
-            return False
-        self._probe_tokens -= 1
-        return True
+        return self._probes.take(self._now())
 
     def _on_meridian(self, body: Any, sender: Peer) -> Any:
         b = _dict(body)
@@ -1933,14 +1934,7 @@ class XbacNode:
         return hashlib.sha1("|".join(order).encode()).digest()[:8]
 
     def _spend(self, nbytes: int) -> bool:
-        now = self._now()
-        p = self.params
-        self._tokens = min(p.burst, self._tokens + (now - self._tokens_at) * p.budget)
-        self._tokens_at = now
-        if self._tokens < nbytes:
-            return False
-        self._tokens -= nbytes
-        return True
+        return self._summary_bytes.take(self._now(), nbytes)
 
     def _broadcast_summaries(self) -> None:
         """Broadcast the summaries that are due, within the byte budget (thesis §7.5.1)."""

@@ -47,6 +47,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dnaagent.guard.limits import TokenBucket
 from dnaagent.overlay.contact import Peer
 from dnaagent.xbac.predictor import (
     Prediction,
@@ -223,8 +224,8 @@ class SimilarGroups:
         self._no_basis: dict[str, float] = {}
         self._pending: dict[str, list[Deferred[Prediction | None]]] = {}
         p = node.params
-        self._tokens = 4.0 * p.similar_rate
-        self._tokens_at = 0.0
+        #: Answers given: ``similar_rate`` per second, a burst of four times that.
+        self._answers = TokenBucket(p.similar_rate, 4.0 * p.similar_rate, node.clock.seconds())
         self._leaders_read_at = 0.0
         self._silent: dict[bytes, float] = {}
         for name in COUNTERS:
@@ -401,14 +402,7 @@ class SimilarGroups:
 
     def _allowed(self) -> bool:
         """Token bucket: at most ``similar_rate`` answers per second, burst four times that."""
-        now = self.node._now()
-        rate = self.node.params.similar_rate
-        self._tokens = min(4.0 * rate, self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        return self._answers.take(self.node._now())
 
     def on_request(self, body: Any, sender: Peer) -> Any:
         """``xbac.similar``: our group's prediction for the target if we see the network alike."""

@@ -13,10 +13,10 @@ rp_filter off and no ICMP rate limit, so every probe gets its answer. Routers an
 from the interface facing the monitor.
 
 The probes run inside the monitor namespace (``python -m dnaagent.measure.paris
---json``), as root with raw sockets and as ``nobody`` (uid dropped inside the interpreter) with IP_RECVERR and
-unprivileged ICMP sockets. A packet capture on r1's interface towards the monitor
-(an AF_PACKET socket, run in r1) checks that the flow identifier of every probe to
-one destination is the same whatever its TTL.
+--json``), as root with raw sockets and as ``nobody`` (uid dropped inside the
+interpreter) with IP_RECVERR and unprivileged ICMP sockets. A packet capture on r1's
+interface towards the monitor (an AF_PACKET socket, run in r1) checks that the flow
+identifier of every probe to one destination is the same whatever its TTL.
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ used). The lookup
   nodes all answered; requests outside the window cannot change that set) and
   no SLOW request to a candidate closer than the window's end is still open
   (it is retransmitted and its late answer may bring closer nodes);
-* ends early when the target itself answers (node lookups) or when a peer
-  returns the value (value lookups). The closest peer that answered without
+* ends early when the target itself answers or greets the asker after a peer
+  introduced it (node lookups, :meth:`Lookup.reached`) or when a peer returns
+  the value (value lookups). The closest peer that answered without
   the value is then :attr:`Lookup.cache_at`, where the value should be cached.
 
 The searched node never gives its place when it is slow: a node lookup waits
@@ -127,6 +128,9 @@ class Lookup:
         self.value: Any = None
         self.value_from: Candidate | None = None
         self.queries = 0
+        #: Transaction IDs of the requests sent (node lookups): a greeting
+        #: (HERE) from the searched node must carry one of them.
+        self.txids: set[int] = set()
         self._limit = 4 * k
         self._add(contacts)
 
@@ -271,6 +275,25 @@ class Lookup:
         self.found = True
         self.done = True
         return []
+
+    def reached(self, host: str, port: int) -> None:
+        """The searched node greeted the asker directly (HERE): the node lookup ends.
+
+        A peer that knew it introduced the asker to it; its request to the
+        searched node, if any, is still open and its answer will be ignored.
+        """
+        if self.done or self.find_value:
+            return
+        c = self.candidates.get(self.target)
+        if c is None:
+            c = Candidate(self.target, 0, host, port)
+            self.candidates[self.target] = c
+            self._order.insert(0, c)
+        elif c.state == ASKED:
+            self.active -= 1
+        c.state = ANSWERED
+        self.found = True
+        self.done = True
 
     def soft_timeout(self, node_id: bytes) -> list[Candidate]:
         """Record that ``node_id`` is slow: free its slot, keep waiting for it."""

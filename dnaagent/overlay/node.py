@@ -61,6 +61,7 @@ from twisted.python.failure import Failure
 
 from dnaagent import wire
 from dnaagent.errors import DnaAgentError
+from dnaagent.guard.limits import TokenBucket
 from dnaagent.overlay.contact import Address, Contact, Peer, RttEstimator
 from dnaagent.overlay.errors import (
     JoinError,
@@ -82,6 +83,8 @@ from dnaagent.wire import (
     ERROR,
     FIND_NODE,
     FIND_VALUE,
+    HERE,
+    INTRODUCE,
     LEAVE,
     NODES,
     PING,
@@ -114,7 +117,14 @@ BAN_REASONS = frozenset(
     }
 )
 #: Drop reasons counted besides the wire ones.
-NODE_DROP_REASONS = ("banned", "unexpected_reply", "self", "not_running", "not_served")
+NODE_DROP_REASONS = (
+    "banned",
+    "unexpected_reply",
+    "self",
+    "not_running",
+    "not_served",
+    "unexpected_here",
+)
 
 #: How long a peer that said LEAVE is kept out of the routing table (seconds).
 _DEPARTED_SECONDS = 30.0
@@ -126,6 +136,10 @@ _FINISHED_RESENT_MAX = 4096
 #: Ban log lines written per window; further bans in the window are only counted.
 _BAN_LOG_BURST = 10
 _BAN_LOG_WINDOW = 60.0
+#: Askers greeted lately, remembered to greet each once (several peers it
+#: asked may know the searched node and introduce it), and for how long (s).
+_GREETED_MAX = 1024
+_GREETED_SECONDS = 1.0
 
 Handler = Callable[[Any, Peer], Any]
 
@@ -304,9 +318,22 @@ class OverlayNode(DatagramProtocol):
             "app_requests_in",
             "app_requests_out",
             "announcements",
+            "introductions_sent",
+            "introductions_in",
+            "introductions_limited",
+            "greetings_sent",
+            "lookups_greeted",
         ):
             c[name] = 0
         self._counters = c
+        #: Node lookups in progress by target, for the searched node's greeting (HERE).
+        self._seeking: dict[bytes, list[tuple[Lookup, Deferred[Lookup]]]] = {}
+        #: Greetings sent on introductions: rate-limited, one per asker and request.
+        self._greetings = TokenBucket(
+            config.greeting_rate, 2.0 * config.greeting_rate, clock.seconds()
+        )
+        self._greeted: dict[Address, float] = {}
+        self._last_txid = 0
         #: When a failed send to each address was last logged (bounded).
         self._send_error_logged: dict[Address, float] = {}
 
@@ -468,6 +495,7 @@ class OverlayNode(DatagramProtocol):
         )
         if not self._write(address, data):
             return False
+        self._last_txid = txid
         cfg = self.config
         now = self._clock.seconds()
         rpc = _Rpc(txid, address, node_id, now, on_reply, on_fail, on_soft)
@@ -630,6 +658,10 @@ class OverlayNode(DatagramProtocol):
                     self._departed[msg.sender_id] = self._clock.seconds() + _DEPARTED_SECONDS
             elif mtype == ANNOUNCE:
                 self._on_announce(msg, addr)
+            elif mtype == INTRODUCE:
+                self._on_introduce(msg, addr)
+            elif mtype == HERE:
+                self._on_here(msg, addr)
         except Exception:
             log.failure("handling {message} from {addr} failed", message=msg, addr=addr)
 
@@ -762,7 +794,70 @@ class OverlayNode(DatagramProtocol):
     def _on_find_node(self, msg: Message, addr: Address) -> None:
         if self._not_served(msg, addr):
             return
-        self._reply(addr, NODES, msg.txid, self._nodes_body(msg.body, msg.sender_id))
+        target = msg.body
+        if self.config.introductions and target != msg.sender_id:
+            known = self.routing_table.get(target)
+            if known is not None and not known.failures:
+                self._introduce(known, msg.txid, addr)
+        self._reply(addr, NODES, msg.txid, self._nodes_body(target, msg.sender_id))
+
+    def _introduce(self, contact: Contact, txid: int, asker: Address) -> None:
+        """Tell ``contact``, the node an asker searches, to greet the asker (INTRODUCE).
+
+        The asker's lookup then ends when the greeting (HERE) arrives: asker to
+        us to the searched node to the asker, three one-way delays, instead of
+        our answer and the asker's own request and its answer, four.
+        """
+        try:
+            packed = wire.pack_host(asker[0])
+        except WireError:
+            return
+        if wire.is_link_local(packed):
+            return
+        if self._send(contact.address, INTRODUCE, txid, [packed, asker[1]]):
+            self._counters["introductions_sent"] += 1
+
+    def _on_introduce(self, msg: Message, addr: Address) -> None:
+        """A peer says someone searches this node: greet the asker (HERE), same txid."""
+        c = self._counters
+        c["introductions_in"] += 1
+        if not self.config.introductions or self._role_code == ROLE_STUB:
+            return
+        packed, port = msg.body
+        if wire.is_link_local(packed):
+            return
+        asker = (wire.unpack_host(packed), port)
+        greeted = self._greeted
+        now = self._clock.seconds()
+        # One greeting per asker: the first introduction that arrives (the
+        # fastest path) is answered, the others are not.
+        if greeted.get(asker, 0.0) > now:
+            return
+        if (self._bans and asker in self._bans) or not self._greetings.take(now):
+            # Introductions could make this node send to any address: the rate
+            # limit bounds what a liar gets out of it.
+            c["introductions_limited"] += 1
+            return
+        greeted.pop(asker, None)
+        if len(greeted) >= _GREETED_MAX:
+            del greeted[next(iter(greeted))]
+        greeted[asker] = now + _GREETED_SECONDS
+        if self._send(asker, HERE, msg.txid, None):
+            c["greetings_sent"] += 1
+
+    def _on_here(self, msg: Message, addr: Address) -> None:
+        """The node a lookup searches greets us: that lookup has found it.
+
+        Only a lookup that sent a request with the greeting's transaction ID
+        accepts it, so that an old or unasked greeting ends nothing.
+        """
+        for lk, d in self._seeking.get(msg.sender_id, ()):
+            if msg.txid in lk.txids:
+                lk.reached(addr[0], addr[1])
+                self._counters["lookups_greeted"] += 1
+                self._lookup_send(lk, d, [])
+                return
+        self._drop("unexpected_here")
 
     def _on_find_value(self, msg: Message, addr: Address) -> None:
         if self._not_served(msg, addr):
@@ -854,6 +949,8 @@ class OverlayNode(DatagramProtocol):
             rtt_hint=self._rtt_hint,
         )
         d: Deferred[Lookup] = Deferred()
+        if not find_value:
+            self._seeking.setdefault(target, []).append((lk, d))
         self._lookup_send(lk, d, lk.start())
         return d
 
@@ -866,8 +963,18 @@ class OverlayNode(DatagramProtocol):
         if lk.done and not d.called:
             if lk.found:
                 self._counters["lookups_found"] += 1
+            if not lk.find_value:
+                self._unseek(lk)
             self.routing_table.touch(lk.target_key, self._clock.seconds())
             d.callback(lk)
+
+    def _unseek(self, lk: Lookup) -> None:
+        waiting = self._seeking.get(lk.target)
+        if waiting is None:
+            return
+        waiting[:] = [(other, d) for other, d in waiting if other is not lk]
+        if not waiting:
+            del self._seeking[lk.target]
 
     def _query(self, lk: Lookup, d: Deferred[Lookup], cand: Candidate) -> bool:
         node_id = cand.node_id
@@ -903,7 +1010,7 @@ class OverlayNode(DatagramProtocol):
             retries = cfg.rpc_retries
             # What _rpc would compute from the same RTO (done once here).
             resend = min(max(soft, cfg.min_retransmit), cfg.rpc_timeout / (retries + 2))
-        return self._rpc(
+        sent = self._rpc(
             cand.address,
             FIND_VALUE if lk.find_value else FIND_NODE,
             lk.target,
@@ -915,6 +1022,9 @@ class OverlayNode(DatagramProtocol):
             resend=resend,
             retries=retries,
         )
+        if sent and not lk.find_value:
+            lk.txids.add(self._last_txid)
+        return sent
 
     def _contacts_of(self, lk: Lookup) -> list[Contact]:
         out = []
@@ -1045,6 +1155,7 @@ class OverlayNode(DatagramProtocol):
 
     def _stop(self) -> None:
         self._running = False
+        self._seeking.clear()
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()

@@ -75,6 +75,11 @@ class OverlayConfig:
     discovery: bool = False
     #: While the routing table is nearly empty, announce this often (seconds).
     discovery_interval: float = 60.0
+    #: Tell a searched node who searches it (INTRODUCE) and greet askers one is
+    #: introduced to (HERE): node lookups end one one-way delay sooner.
+    introductions: bool = True
+    #: Most greetings sent per second (burst: twice as many).
+    greeting_rate: float = 20.0
     #: Default timeout of an application request (seconds).
     app_timeout: float = 5.0
     #: Most requests waiting for an answer at once.
@@ -89,7 +94,7 @@ class OverlayConfig:
             "bucket_refresh_interval "
             "neighbour_refresh_interval republish_interval default_ttl cache_ttl max_value_size "
             "max_values_per_key max_keys_per_peer max_store_values max_store_bytes ban_seconds "
-            "max_bans discovery_interval app_timeout max_pending"
+            "max_bans discovery_interval app_timeout max_pending greeting_rate"
         ).split()
         for name in positive:
             if getattr(self, name) <= 0:

@@ -120,6 +120,8 @@ def _bases(rng: random.Random, me: Identity) -> list[bytes]:
         (wire.APP_REPLY, {"ok": True, "items": list(range(20))}),
         (wire.ERROR, [wire.ERR_REFUSED, "refused"]),
         (wire.ANNOUNCE, None),
+        (wire.INTRODUCE, [bytes([127, 0, 0, 1]), 4001]),
+        (wire.HERE, None),
     ]
     return [_signed(me, t, rng.getrandbits(32), b) for t, b in bodies]
 

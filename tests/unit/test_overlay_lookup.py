@@ -99,6 +99,40 @@ def test_node_lookup_ends_when_the_target_answers() -> None:
         assert lk.answered(c.node_id, world.answer(c.node_id, target)) == []
 
 
+def test_greeting_of_the_searched_node_ends_a_node_lookup() -> None:
+    """reached(): the searched node, not yet a candidate, is first and the lookup ends."""
+    world = World(200, seed=5)
+    origin = world.ids[0]
+    target = next(i for i in world.ids[1:] if i not in {c[0] for c in world.answer(origin, i)})
+    lk = _start(world, origin, target)
+    out = lk.start()
+    assert target not in lk.candidates and lk.active == len(out)
+    lk.reached("192.0.2.9", 4009)
+    assert lk.done and lk.found and lk.active == len(out)
+    first = lk.result()[0]
+    assert first.node_id == target and first.address == ("192.0.2.9", 4009)
+    # The requests still out change nothing.
+    for c in out:
+        assert lk.answered(c.node_id, world.answer(c.node_id, target)) == []
+    # A value lookup is not ended by a greeting.
+    vl = _start(world, origin, target, find_value=True)
+    vl.start()
+    vl.reached("192.0.2.9", 4009)
+    assert not vl.done
+
+
+def test_greeting_while_the_searched_node_is_asked_frees_its_slot() -> None:
+    """The searched node greets while the asker's own request to it is out."""
+    world = World(200, seed=5)
+    origin, target = world.ids[0], world.ids[1]
+    lk = Lookup(target, [_rec(int.from_bytes(target, "big"))], exclude=origin)
+    out = lk.start()
+    assert [c.node_id for c in out] == [target] and lk.active == 1
+    lk.reached("192.0.2.1", 4000)
+    assert lk.done and lk.found and lk.active == 0
+    assert lk.answered(target, []) == []
+
+
 def test_soft_timeout_frees_the_slot_and_late_answer_counts() -> None:
     """A slow request lets another start; its late answer is still used."""
     seeds = [_rec(k) for k in (1, 2, 3, 4, 5)]

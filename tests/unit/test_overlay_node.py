@@ -655,3 +655,80 @@ def test_unsendable_destination_is_counted_and_logged_once_a_minute() -> None:
     assert len(mine) == 2
     assert all("log_failure" not in e for e in mine)
     assert mine[0]["error"] == "Invalid argument"
+
+
+def _triangle(**cfg: Any) -> tuple[Net, OverlayNode, OverlayNode, OverlayNode]:
+    """Asker ``o`` knows only ``a``; ``a`` knows the searched node ``t``; ``o`` does not."""
+    net = Net(3, **cfg)
+    o, a, t = net.nodes
+    net.result(o.ping(net.addr(a)))
+    net.result(t.ping(net.addr(a)))
+    assert t.node_id not in o.routing_table and t.node_id in a.routing_table
+    return net, o, a, t
+
+
+def test_searched_node_introduced_greets_the_asker() -> None:
+    """A peer that knows the searched node introduces it; its greeting ends the lookup.
+
+    One-way delay 10 ms: asker to ``a`` to ``t`` to asker is 30 ms, one delay less
+    than ``a``'s answer, the asker's request to ``t`` and ``t``'s answer (40 ms).
+    """
+    net, o, a, t = _triangle()
+    start = net.clock.seconds()
+    d = o.find(t.node_id)
+    found = net.result(d)
+    assert found is not None and found.node_id == t.node_id
+    assert net.clock.seconds() - start == pytest.approx(0.03, abs=0.006)
+    assert a.counters["introductions_sent"] == 1
+    assert t.counters["introductions_in"] == 1 and t.counters["greetings_sent"] == 1
+    assert o.counters["lookups_greeted"] == 1 and o.counters["lookups_found"] == 1
+    net.run(0.2)  # the asker's own request to t is answered and ignored
+    assert o.counters["dropped"] == 0 and not o._seeking
+
+
+def test_without_introductions_the_asker_asks_the_searched_node() -> None:
+    """``introductions = False``: no INTRODUCE, the lookup takes the four one-way delays."""
+    net, o, a, t = _triangle(introductions=False)
+    start = net.clock.seconds()
+    found = net.result(o.find(t.node_id))
+    assert found is not None and found.node_id == t.node_id
+    assert net.clock.seconds() - start == pytest.approx(0.04, abs=0.006)
+    assert a.counters["introductions_sent"] == 0 and o.counters["lookups_greeted"] == 0
+
+
+def test_greeting_must_carry_a_transaction_id_of_the_lookup() -> None:
+    """A greeting with an unknown transaction ID ends nothing and is counted as a drop."""
+    net, o, a, t = _triangle()
+    a._send(net.addr(o), wire.HERE, 12345, None)  # no lookup at all
+    net.run(0.05)
+    assert o.counters["dropped_unexpected_here"] == 1
+    d = o.find(t.node_id)
+    t._send(net.addr(o), wire.HERE, 54321, None)  # arrives before the real one
+    found = net.result(d)
+    assert found is not None and found.node_id == t.node_id
+    assert o.counters["dropped_unexpected_here"] == 2
+    assert o.counters["lookups_greeted"] == 1
+
+
+def test_greetings_are_rate_limited_and_sent_once_per_asker() -> None:
+    """Introductions cannot make a node send without bound, nor greet one asker twice."""
+    net, o, a, t = _triangle(greeting_rate=5.0)
+    packed = wire.pack_host("192.0.2.1")
+    for port in range(5001, 5031):  # 30 askers
+        a._send(net.addr(t), wire.INTRODUCE, port, [packed, port])
+    net.run(0.05)
+    c = t.counters
+    assert c["introductions_in"] == 30
+    assert c["greetings_sent"] == 10  # the burst: twice the rate
+    assert c["introductions_limited"] == 20
+    net.run(2.0)  # tokens refill; the greeted askers' second
+    host, port = net.addr(o)
+    for txid in (1, 2, 3):
+        a._send(net.addr(t), wire.INTRODUCE, txid, [wire.pack_host(host), port])
+    net.run(0.05)
+    assert t.counters["greetings_sent"] == 11  # one asker, one greeting within a second
+    assert o.counters["dropped_unexpected_here"] == 1
+    net.run(1.0)
+    a._send(net.addr(t), wire.INTRODUCE, 4, [wire.pack_host(host), port])
+    net.run(0.05)
+    assert t.counters["greetings_sent"] == 12

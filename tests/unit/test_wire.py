@@ -36,6 +36,8 @@ BODIES = {
     wire.APP_REPLY: [1, 2.5, "three", None, True, {"k": [b"x"]}],
     wire.ERROR: [wire.ERR_UNKNOWN_HANDLER, "unknown handler 'x'"],
     wire.ANNOUNCE: None,
+    wire.INTRODUCE: [bytes([192, 0, 2, 9]), 4001],
+    wire.HERE: None,
 }
 
 
@@ -167,6 +169,10 @@ GOOD = Identity.unsigned(random.Random(5))
         ([wire.APP_REQUEST, 1, GOOD.node_id, GOOD.public_key, 0, ["n" * 65, 1]], "bad_body"),
         ([wire.ERROR, 1, GOOD.node_id, GOOD.public_key, 0, [300, "x"]], "bad_body"),
         ([wire.ERROR, 1, GOOD.node_id, GOOD.public_key, 0, [1, "x" * 201]], "bad_body"),
+        ([wire.INTRODUCE, 1, GOOD.node_id, GOOD.public_key, 0, [b"\x01" * 5, 1]], "bad_body"),
+        ([wire.INTRODUCE, 1, GOOD.node_id, GOOD.public_key, 0, [b"\x01" * 4, 0]], "bad_body"),
+        ([wire.INTRODUCE, 1, GOOD.node_id, GOOD.public_key, 0, [b"\x01" * 16, 70000]], "bad_body"),
+        ([wire.HERE, 1, GOOD.node_id, GOOD.public_key, 0, 1], "bad_body"),
     ],
 )
 def test_field_validation(fields: object, reason: str) -> None:

@@ -70,6 +70,22 @@ OVERLAY_COUNTERS: dict[str, tuple[str, str, str]] = {
     ),
     "app_requests_out": ("overlay_app_requests_sent", "Application requests sent to peers.", ""),
     "announcements": ("overlay_announcements", "Link-local discovery announcements sent.", ""),
+    "introductions_sent": (
+        "overlay_introductions_sent",
+        "Searched nodes told who searches them (INTRODUCE).",
+        "",
+    ),
+    "introductions_limited": (
+        "overlay_introductions_limited",
+        "Introductions not greeted because of the greeting rate limit.",
+        "",
+    ),
+    "greetings_sent": ("overlay_greetings_sent", "Greetings (HERE) sent to askers.", ""),
+    "lookups_greeted": (
+        "overlay_lookups_greeted",
+        "Node lookups ended by the searched node's greeting.",
+        "",
+    ),
 }
 
 # Overlay node gauges: counter key -> (name, help).

@@ -140,6 +140,8 @@ _BAN_LOG_WINDOW = 60.0
 #: asked may know the searched node and introduce it), and for how long (s).
 _GREETED_MAX = 1024
 _GREETED_SECONDS = 1.0
+#: Most finished node lookups remembered for their late greetings.
+_SOUGHT_MAX = 4096
 
 Handler = Callable[[Any, Peer], Any]
 
@@ -323,6 +325,7 @@ class OverlayNode(DatagramProtocol):
             "introductions_limited",
             "greetings_sent",
             "lookups_greeted",
+            "greetings_late",
         ):
             c[name] = 0
         self._counters = c
@@ -333,6 +336,9 @@ class OverlayNode(DatagramProtocol):
             config.greeting_rate, 2.0 * config.greeting_rate, clock.seconds()
         )
         self._greeted: dict[Address, float] = {}
+        #: Nodes a finished node lookup searched, until when a greeting from them
+        #: is an expected late one (the lookup ended through another answer).
+        self._sought: dict[bytes, float] = {}
         self._last_txid = 0
         #: When a failed send to each address was last logged (bounded).
         self._send_error_logged: dict[Address, float] = {}
@@ -857,6 +863,11 @@ class OverlayNode(DatagramProtocol):
                 self._counters["lookups_greeted"] += 1
                 self._lookup_send(lk, d, [])
                 return
+        until = self._sought.get(msg.sender_id)
+        if until is not None and until > self._clock.seconds():
+            # The lookup ended before, through the searched node's own answer.
+            self._counters["greetings_late"] += 1
+            return
         self._drop("unexpected_here")
 
     def _on_find_value(self, msg: Message, addr: Address) -> None:
@@ -975,6 +986,16 @@ class OverlayNode(DatagramProtocol):
         waiting[:] = [(other, d) for other, d in waiting if other is not lk]
         if not waiting:
             del self._seeking[lk.target]
+        if lk.txids and self.config.introductions:
+            sought = self._sought
+            now = self._clock.seconds()
+            if len(sought) >= _SOUGHT_MAX:
+                for node_id in [n for n, until in sought.items() if until <= now]:
+                    del sought[node_id]
+                while len(sought) >= _SOUGHT_MAX:
+                    del sought[next(iter(sought))]
+            sought.pop(lk.target, None)
+            sought[lk.target] = now + self.config.rpc_timeout
 
     def _query(self, lk: Lookup, d: Deferred[Lookup], cand: Candidate) -> bool:
         node_id = cand.node_id

@@ -710,6 +710,18 @@ def test_greeting_must_carry_a_transaction_id_of_the_lookup() -> None:
     assert o.counters["lookups_greeted"] == 1
 
 
+def test_greeting_after_the_searched_node_answered_is_late_not_dropped() -> None:
+    """The asker knew the searched node: its answer ends the lookup, the greeting is late."""
+    net, o, a, t = _triangle()
+    net.result(o.ping(net.addr(t)))
+    found = net.result(o.find(t.node_id))
+    assert found is not None and found.node_id == t.node_id
+    net.run(0.2)
+    assert a.counters["introductions_sent"] == 1 and t.counters["greetings_sent"] == 1
+    c = o.counters
+    assert c["lookups_greeted"] == 0 and c["greetings_late"] == 1 and c["dropped"] == 0
+
+
 def test_greetings_are_rate_limited_and_sent_once_per_asker() -> None:
     """Introductions cannot make a node send without bound, nor greet one asker twice."""
     net, o, a, t = _triangle(greeting_rate=5.0)

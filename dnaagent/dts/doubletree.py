@@ -69,6 +69,16 @@ class Reply:
     ``reply_ttl`` (the IP TTL of the answer) when known; ``unreachable`` is true for
     any other ICMP destination unreachable (no route, prohibited, host unreachable,
     also when the local host itself refused to send: then ``address`` may be ``None``).
+
+    ``err`` is the ICMP destination unreachable code of the answer as the RIPE Atlas
+    traceroute result format writes it in a reply's ``err`` member: ``"N"`` network
+    unreachable, ``"H"`` host (destination) unreachable, ``"A"`` administratively
+    prohibited, ``"P"`` protocol unreachable, ``"p"`` port unreachable that is not the
+    expected end of a UDP trace, ``"h"`` beyond scope (ICMPv6), any other code as its
+    number; ``None`` when the answer was no destination unreachable, was the
+    destination's own port unreachable, or when no ICMP message came at all (a silent
+    hop, or the local host refused to send). :func:`dnaagent.measure.paris.atlas_err`
+    maps the ICMP codes.
     """
 
     address: str | None
@@ -76,6 +86,7 @@ class Reply:
     rtt: float | None = None
     reply_ttl: int | None = None
     unreachable: bool = False
+    err: str | int | None = None
 
     @property
     def kind(self) -> ReplyKind:

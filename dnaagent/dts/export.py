@@ -9,10 +9,24 @@ RIPE Atlas traceroute JSON (one object per record, the documented result format)
     {"af": 4, "dst_addr": ..., "dst_name": ..., "src_addr": ..., "from": ...,
      "msm_id": ..., "prb_id": ..., "timestamp": ..., "endtime": ..., "type": "traceroute",
      "proto": "UDP", "paris_id": ..., "size": ..., "msm_name": "Traceroute",
-     "result": [{"hop": n, "result": [{"from": ip, "rtt": ms, "size": .., "ttl": ..}]}],
+     "result": [{"hop": n, "result": [{"from": ip, "rtt": ms, "size": .., "ttl": ..,
+                                       "err": ..}]}],
      "dts": {"campaign", "chunk", "monitor", "start_ttl", "forward_stop", ...}}
 
 A silent hop is ``{"x": "*"}``. The ``dts`` member is an extension Atlas readers ignore.
+A reply carries ``err`` only when the answer was an ICMP destination unreachable other
+than the destination's own port unreachable that ends a UDP trace, written as the RIPE
+Atlas traceroute result format (https://atlas.ripe.net/docs/apis/result-format/)
+writes it: ``"N"`` network unreachable, ``"H"`` host (destination) unreachable, ``"A"``
+administratively prohibited, ``"P"`` protocol unreachable, ``"p"`` port unreachable,
+``"h"`` beyond scope (ICMPv6), any other code as its number
+(:func:`dnaagent.measure.paris.atlas_err` maps the IPv4 and ICMPv6 codes). The CSV
+export has the same value in its last column, ``err`` (empty when there is none).
+
+A record's hops are ``(ttl, address, rtt, reached, reply_ttl, err)``. Records written
+before ``err`` existed have five-element hops: they load with ``err`` ``None``, and a
+hop without ``err`` is stored with five elements still, so older agents read new
+records.
 """
 
 from __future__ import annotations
@@ -26,6 +40,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnaagent.dts.doubletree import DoubletreeTrace, Reply
+
+#: One probed hop: (ttl, address or None, rtt ms or None, reached, reply ttl or None,
+#: Atlas ``err`` or None). Five-element hops (no ``err``) are accepted everywhere.
+Hop = tuple[int, str | None, float | None, bool, int | None, str | int | None]
+#: A hop of a record written before ``err`` existed.
+OldHop = tuple[int, str | None, float | None, bool, int | None]
+
+#: The ``err`` letters of the RIPE Atlas traceroute result format.
+ATLAS_ERR_LETTERS = frozenset("NHAPph")
 
 #: Size in bytes of the simulated/UDP probe packets reported in exports.
 DEFAULT_PROBE_SIZE = 48
@@ -48,6 +71,7 @@ CSV_FIELDS = (
     "from",
     "rtt",
     "reached",
+    "err",
 )
 
 
@@ -65,8 +89,9 @@ class TraceRecord:
     start_ttl: int
     forward_stop: str
     backward_stop: str
-    #: (ttl, address or None, rtt ms or None, reached, reply ttl or None), by TTL.
-    hops: list[tuple[int, str | None, float | None, bool, int | None]] = field(default_factory=list)
+    #: (ttl, address or None, rtt ms or None, reached, reply ttl or None, err or None),
+    #: by TTL (see :data:`Hop`; five-element hops without ``err`` are accepted too).
+    hops: list[Hop | OldHop] = field(default_factory=list)
 
     @property
     def probes(self) -> int:
@@ -86,9 +111,9 @@ class TraceRecord:
         endtime: float,
     ) -> TraceRecord:
         """Build a record from a finished :class:`DoubletreeTrace`."""
-        hops: list[tuple[int, str | None, float | None, bool, int | None]] = []
+        hops: list[Hop | OldHop] = []
         for ttl, r in sorted(trace.hops.items()):
-            hops.append((ttl, r.address, r.rtt, r.reached, r.reply_ttl))
+            hops.append((ttl, r.address, r.rtt, r.reached, r.reply_ttl, r.err))
         return cls(
             campaign=campaign,
             chunk=chunk,
@@ -116,17 +141,14 @@ class TraceRecord:
             "start_ttl": self.start_ttl,
             "forward_stop": self.forward_stop,
             "backward_stop": self.backward_stop,
-            "hops": [list(h) for h in self.hops],
+            "hops": [_stored_hop(h) for h in self.hops],
         }
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> TraceRecord:
         """Inverse of :meth:`to_dict`; ``ValueError`` when malformed."""
         try:
-            hops = [
-                (int(h[0]), h[1], None if h[2] is None else float(h[2]), bool(h[3]), h[4])
-                for h in obj["hops"]
-            ]
+            hops: list[Hop | OldHop] = [_loaded_hop(h) for h in obj["hops"]]
             return cls(
                 campaign=str(obj["campaign"]),
                 chunk=int(obj["chunk"]),
@@ -144,8 +166,46 @@ class TraceRecord:
             raise ValueError(f"malformed trace record: {exc}") from exc
 
     def replies(self) -> dict[int, Reply]:
-        """The hops as :class:`Reply` objects by TTL."""
-        return {h[0]: Reply(h[1], h[3], h[2], h[4]) for h in self.hops}
+        """The hops as :class:`Reply` objects by TTL.
+
+        A hop with an ``err`` that did not reach the destination is ``unreachable``.
+        (A probe the local host refused to send has no ``err`` and comes back silent.)
+        """
+        out = {}
+        for h in self.hops:
+            err = _hop_err(h)
+            reached = bool(h[3])
+            out[h[0]] = Reply(h[1], reached, h[2], h[4], err is not None and not reached, err)
+        return out
+
+
+def _hop_err(hop: Any) -> str | int | None:
+    return hop[5] if len(hop) > 5 else None
+
+
+def _stored_hop(hop: Any) -> list[Any]:
+    """A hop as the PD value holds it: five elements when it has no ``err``."""
+    out = list(hop[:5])
+    err = _hop_err(hop)
+    if err is not None:
+        out.append(err)
+    return out
+
+
+def check_err(value: Any) -> str | int | None:
+    """An Atlas ``err`` value read from a record; ``ValueError`` when it is not one."""
+    if value is None or (isinstance(value, str) and value in ATLAS_ERR_LETTERS):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
+        return value
+    raise ValueError(f"{value!r} is not an ICMP unreachable code (err)")
+
+
+def _loaded_hop(h: Any) -> Hop:
+    if not isinstance(h, list | tuple) or len(h) not in (5, 6):
+        raise ValueError(f"a hop has 5 or 6 elements, not {h!r}")
+    err = check_err(h[5]) if len(h) == 6 else None
+    return (int(h[0]), h[1], None if h[2] is None else float(h[2]), bool(h[3]), h[4], err)
 
 
 def _af(addr: str) -> int:
@@ -166,7 +226,9 @@ def to_atlas(
 ) -> dict[str, Any]:
     """One record as a RIPE Atlas traceroute result object."""
     result = []
-    for ttl, address, rtt, _reached, reply_ttl in record.hops:
+    for hop in record.hops:
+        ttl, address, rtt, _reached, reply_ttl = hop[:5]
+        err = _hop_err(hop)
         if address is None:
             hop_result: list[dict[str, Any]] = [{"x": "*"}]
         else:
@@ -175,6 +237,8 @@ def to_atlas(
                 answer["rtt"] = round(rtt, 3)
             if reply_ttl is not None:
                 answer["ttl"] = reply_ttl
+            if err is not None:
+                answer["err"] = err
             hop_result = [answer]
         result.append({"hop": ttl, "result": hop_result})
     return {
@@ -219,7 +283,9 @@ def write_csv(records: Iterable[TraceRecord], stream: io.TextIOBase | Any) -> in
     writer.writerow(CSV_FIELDS)
     rows = 0
     for r in records:
-        for ttl, address, rtt, reached, _reply_ttl in r.hops:
+        for hop in r.hops:
+            ttl, address, rtt, reached, _reply_ttl = hop[:5]
+            err = _hop_err(hop)
             writer.writerow(
                 [
                     r.campaign,
@@ -236,6 +302,7 @@ def write_csv(records: Iterable[TraceRecord], stream: io.TextIOBase | Any) -> in
                     address or "*",
                     "" if rtt is None else f"{rtt:.3f}",
                     int(reached),
+                    "" if err is None else err,
                 ]
             )
             rows += 1

@@ -52,7 +52,10 @@ Interface::
 
 ``probe(destination, ttl, timeout=None, protocol=None)`` fires with a
 :class:`~dnaagent.dts.doubletree.Reply` (responder, RTT in ms, reply TTL when known,
-``kind``: time exceeded / destination reached / unreachable / no reply); it fails at
+``kind``: time exceeded / destination reached / unreachable / no reply, and ``err``:
+the ICMP destination unreachable code as RIPE Atlas writes it, see :func:`atlas_err`,
+``None`` for a probe the local host refused to send, no ICMP message being behind
+it); it fails at
 once with :class:`ProbeDenied` when ``deny(destination)`` is true (counted) and with
 ``ValueError`` for a destination that is not an IP literal or a TTL outside 1-255.
 Counters: ``sent``, ``answered``, ``timeouts``, ``denied``, ``send_errors`` (the local
@@ -269,19 +272,70 @@ class IcmpAnswer:
         return self.icmp_type == (ICMP6_ECHO_REPLY if self.v6 else ICMP4_ECHO_REPLY)
 
     def reply(self, rtt: float | None) -> Reply:
-        """The :class:`Reply` this answer means."""
+        """The :class:`Reply` this answer means.
+
+        A port unreachable ends the trace as reached (whoever sent it); its ``err`` is
+        ``None`` when it is the expected end of a UDP trace (the probed destination
+        itself answered a UDP probe) and ``"p"`` otherwise (another address answered,
+        or the quoted probe was an echo request). Any other destination unreachable is
+        ``unreachable`` with ``err`` from :func:`atlas_err`.
+        """
         if self.is_echo_reply:
             return Reply(self.responder, reached=True, rtt=rtt, reply_ttl=self.reply_ttl)
         if self.icmp_type == (ICMP6_TIME_EXCEEDED if self.v6 else ICMP4_TIME_EXCEEDED):
             return Reply(self.responder, rtt=rtt, reply_ttl=self.reply_ttl)
-        port_unreachable = (
-            (self.icmp_type, self.code) == (ICMP6_UNREACH, 4)
-            if self.v6
-            else (self.icmp_type, self.code) == (ICMP4_UNREACH, 3)
-        )
-        if port_unreachable:
-            return Reply(self.responder, reached=True, rtt=rtt, reply_ttl=self.reply_ttl)
-        return Reply(self.responder, rtt=rtt, reply_ttl=self.reply_ttl, unreachable=True)
+        err = atlas_err(self.icmp_type, self.code, v6=self.v6)
+        if err == "p":
+            quoted = self.quoted
+            if (
+                quoted is not None
+                and quoted.proto == PROTO_UDP
+                and _same(self.responder, quoted.dst)
+            ):
+                err = None
+            return Reply(self.responder, reached=True, rtt=rtt, reply_ttl=self.reply_ttl, err=err)
+        return Reply(self.responder, rtt=rtt, reply_ttl=self.reply_ttl, unreachable=True, err=err)
+
+
+#: RIPE Atlas ``err`` letters of ICMP destination unreachable (type 3) codes.
+ATLAS_ERR4: dict[int, str] = {0: "N", 1: "H", 2: "P", 3: "p", 13: "A"}
+#: RIPE Atlas ``err`` letters of ICMPv6 destination unreachable (type 1) codes.
+ATLAS_ERR6: dict[int, str] = {0: "N", 1: "A", 2: "h", 3: "H", 4: "p"}
+
+
+def atlas_err(icmp_type: int, code: int, *, v6: bool) -> str | int | None:
+    """The RIPE Atlas ``err`` value of an ICMP destination unreachable; ``None`` otherwise.
+
+    RIPE Atlas, Measurement Result Format, traceroute results
+    (https://atlas.ripe.net/docs/apis/result-format/), a reply's member ``"err"``:
+    "(optional) error ICMP: "N" (network unreachable,), "H" (destination
+    unreachable), "A" (administratively prohibited), "P" (protocol unreachable), "p"
+    (port unreachable) "h" (beyond scope, from fw 4650) (string)"; codes it has no
+    letter for are written as the number (RIPE's description of the same field:
+    "Unrecognized error codes are represented as integers").
+
+    IPv4, type 3: code 0 ``"N"``, 1 ``"H"``, 2 ``"P"``, 3 ``"p"``, 13 (communication
+    administratively prohibited, RFC 1812) ``"A"``, any other code its number (9 and 10,
+    network / host administratively prohibited of RFC 1122, included: Atlas probes
+    write them as numbers too; so is 4, fragmentation needed, for which a probe writes
+    ``mtu`` instead, a member these results do not have).
+    IPv6, type 1 (RFC 4443): code 0 no route ``"N"``, 1 administratively prohibited
+    ``"A"``, 2 beyond scope of source address ``"h"``, 3 address unreachable ``"H"``, 4
+    port unreachable ``"p"``, any other (5 source address failed policy, 6 reject
+    route...) its number.
+    """
+    if icmp_type != (ICMP6_UNREACH if v6 else ICMP4_UNREACH):
+        return None
+    if not 0 <= code <= 255:
+        raise ValueError(f"ICMP code {code} is not a byte")
+    return (ATLAS_ERR6 if v6 else ATLAS_ERR4).get(code, code)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
 
 
 def _quoted_transport(proto: int, src: str, dst: str, data: bytes) -> Quoted:
@@ -725,6 +779,8 @@ class Prober:
                     ttl=pending.ttl,
                     err=e,
                 )
+                # No ICMP message and no responder: err stays None (the Atlas "err"
+                # member describes an ICMP answer from "from").
                 self._resolve(pending, Reply(None, unreachable=True))
                 return
         pending.sent_at = self.reactor.seconds()
@@ -997,7 +1053,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="trace the destinations as one DTS chunk (AsyncMonitor.probe_chunk: shared "
         "stop sets, --concurrency destinations at once); hop kinds then come from the "
-        "chunk's records, which do not tell an unreachable from a time exceeded",
+        "chunk's records",
     )
     parser.add_argument(
         "--concurrency", type=int, default=1, help="destinations traced at once with --chunk"
@@ -1066,6 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
                         "kind": r.kind.value,
                         "rtt": r.rtt,
                         "reply_ttl": r.reply_ttl,
+                        "err": r.err,
                     }
                     for ttl, r in hops
                 ],
@@ -1113,7 +1170,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{trace['destination']} ({output['protocol']}, {output['mode']}):")
             for hop in trace["hops"]:
                 rtt = f"{hop['rtt']:.3f} ms" if hop["rtt"] is not None else ""
-                print(f"  {hop['ttl']:2d}  {hop['from'] or '*'}  {hop['kind']}  {rtt}")
+                err = "" if hop.get("err") is None else f"  !{hop['err']}"
+                print(f"  {hop['ttl']:2d}  {hop['from'] or '*'}  {hop['kind']}  {rtt}{err}")
             print(f"  stops: forwards {trace['forward_stop']}, backwards {trace['backward_stop']}")
         if "error" in output:
             print(f"error: {output['error']}", file=sys.stderr)

@@ -11,7 +11,9 @@ from dnaagent.dts.doubletree import ReplyKind
 from dnaagent.measure.paris import (
     IP_RECVERR,
     MARKER,
+    IcmpAnswer,
     NotAnAnswer,
+    atlas_err,
     checksum,
     echo_payload,
     icmp_echo,
@@ -198,6 +200,92 @@ def test_port_unreachable_is_destination_other_unreachable_is_not() -> None:
     assert port6.reply(None).reached
     admin6 = parse_icmp_message(struct.pack("!BBHI", 1, 1, 0, 0) + quoted6, R3_6, 61, v6=True)
     assert admin6.reply(None).unreachable
+
+
+# The RIPE Atlas traceroute result format, a reply's "err": "N" network unreachable,
+# "H" destination (host) unreachable, "A" administratively prohibited, "P" protocol
+# unreachable, "p" port unreachable, "h" beyond scope; other codes as numbers.
+ATLAS_V4 = [(0, "N"), (1, "H"), (2, "P"), (3, "p"), (13, "A")] + [
+    (code, code) for code in (4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 255)
+]
+ATLAS_V6 = [(0, "N"), (1, "A"), (2, "h"), (3, "H"), (4, "p"), (5, 5), (6, 6), (7, 7), (200, 200)]
+
+
+@pytest.mark.parametrize(("code", "err"), ATLAS_V4)
+def test_atlas_err_of_icmp4_unreachable_codes(code: int, err: object) -> None:
+    """IPv4 destination unreachable (type 3): letters for 0, 1, 2, 3, 13; numbers else."""
+    assert atlas_err(3, code, v6=False) == err
+    assert atlas_err(11, code, v6=False) is None  # time exceeded carries no err
+    assert atlas_err(1, code, v6=False) is None  # type 1 is not unreachable in ICMPv4
+
+
+@pytest.mark.parametrize(("code", "err"), ATLAS_V6)
+def test_atlas_err_of_icmp6_unreachable_codes(code: int, err: object) -> None:
+    """ICMPv6 destination unreachable (type 1): 0 N, 1 A, 2 h, 3 H, 4 p; numbers else."""
+    assert atlas_err(1, code, v6=True) == err
+    assert atlas_err(3, code, v6=True) is None  # ICMPv6 type 3 is time exceeded
+
+
+def _unreach4(code: int, responder: str, proto: int = 17) -> IcmpAnswer:
+    if proto == 17:
+        body = struct.pack("!HHHH", 40000, 33434, 20, 0) + probe_payload(1)
+    else:
+        body = icmp_echo(0x4242, 1)
+    quoted = ipv4_header(MON4, DST4, proto, 1, len(body)) + body
+    message = struct.pack("!BBHI", 3, code, 0, 0) + quoted
+    return parse_icmp_message(message, responder, 61, v6=False)
+
+
+def _unreach6(code: int, responder: str, proto: int = 17) -> IcmpAnswer:
+    if proto == 17:
+        body = struct.pack("!HHHH", 40000, 33434, 20, 0) + probe_payload(1)
+    else:
+        body = icmp_echo(0x4242, 1, v6=True, src=MON6, dst=DST6)
+    quoted = ipv6_header(MON6, DST6, proto, 1, len(body)) + body
+    message = struct.pack("!BBHI", 1, code, 0, 0) + quoted
+    return parse_icmp_message(message, responder, 61, v6=True)
+
+
+@pytest.mark.parametrize(("code", "err"), [c for c in ATLAS_V4 if c[0] != 3])
+def test_unreachable_reply_carries_the_v4_code(code: int, err: object) -> None:
+    """A router's unreachable: the reply is unreachable (stops forwards) with its err."""
+    for proto in (17, 1):
+        reply = _unreach4(code, R3_4, proto).reply(1.5)
+        assert reply.kind is ReplyKind.UNREACHABLE
+        assert (reply.address, reply.rtt, reply.reply_ttl, reply.err) == (R3_4, 1.5, 61, err)
+
+
+@pytest.mark.parametrize(("code", "err"), [c for c in ATLAS_V6 if c[0] != 4])
+def test_unreachable_reply_carries_the_v6_code(code: int, err: object) -> None:
+    """The same for ICMPv6."""
+    for proto in (17, 58):
+        reply = _unreach6(code, R3_6, proto).reply(None)
+        assert reply.kind is ReplyKind.UNREACHABLE and reply.unreachable
+        assert (reply.address, reply.err) == (R3_6, err)
+
+
+def test_port_unreachable_err_only_when_not_the_expected_end() -> None:
+    """The destination's own port unreachable to a UDP probe has no err; from another
+    address, or quoting an echo request, it is "p" (still the end of the trace)."""
+    for unreach, dst, router, icmp in ((_unreach4, DST4, R3_4, 1), (_unreach6, DST6, R3_6, 58)):
+        port = 4 if unreach is _unreach6 else 3
+        own = unreach(port, dst).reply(1.0)
+        assert own.kind is ReplyKind.DESTINATION and own.err is None
+        other = unreach(port, router).reply(1.0)
+        assert other.kind is ReplyKind.DESTINATION and other.err == "p"
+        echo = unreach(port, dst, icmp).reply(1.0)
+        assert echo.reached and echo.err == "p"
+    # the same address written differently is the destination
+    v6 = _unreach6(4, "2001:db8:d:0:0:0:0:2").reply(1.0)
+    assert v6.err is None
+
+
+def test_time_exceeded_and_echo_replies_carry_no_err() -> None:
+    """Only destination unreachable has an err."""
+    assert parse_icmp4(time_exceeded4(probe_payload(3))).reply(1.0).err is None
+    body = struct.pack("!BBHHH", 0, 0, 0, 0x1111, 5) + echo_payload(5)
+    echo = parse_icmp4(ipv4_header(DST4, MON4, 1, 60, len(body)) + body)
+    assert echo.reply(1.0).err is None
 
 
 def test_parse_icmp6_time_exceeded_quoting_echo() -> None:

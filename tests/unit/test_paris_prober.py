@@ -317,6 +317,39 @@ def test_dgram_udp_v4_error_queue() -> None:
     assert prober.counters["unmatched"] == 1
 
 
+def test_dgram_error_queue_keeps_the_unreachable_code() -> None:
+    """Unreachable codes from the error queue reach the Reply as RIPE Atlas err values:
+    IPv4 host unreachable "H", prohibited (13) "A", ICMPv6 no route "N", admin "A",
+    a code without a letter as its number; the destination's port unreachable none."""
+    prober, reactor, sockets = make(mode="dgram")
+    dsts4 = ["203.0.113.70", "203.0.113.33", "203.0.113.99", "203.0.113.9"]
+    dsts6 = ["2001:db8:d:1::1", "2001:db8:d:2::1"]
+    out = {d: results(prober.probe(d, 3)) for d in dsts4 + dsts6}
+    udp4 = sockets.find(socket.AF_INET, socket.SOCK_DGRAM)
+    udp6 = sockets.find(socket.AF_INET6, socket.SOCK_DGRAM)
+    sent4 = {a[0]: d for d, a, _ttl in udp4.sent}
+    sent6 = {a[0]: d for d, a, _ttl in udp6.sent}
+    for dst, kind, code, offender in (
+        ("203.0.113.70", 3, 1, R3_4),
+        ("203.0.113.33", 3, 13, R3_4),
+        ("203.0.113.99", 3, 9, R3_4),
+        ("203.0.113.9", 3, 3, "203.0.113.9"),
+    ):
+        udp4.errqueue.append((sent4[dst], errqueue_entry(2, kind, code, offender), (dst, 33434)))
+    for dst, code in (("2001:db8:d:1::1", 0), ("2001:db8:d:2::1", 1)):
+        udp6.errqueue.append((sent6[dst], errqueue_entry(3, 1, code, R3_6), (dst, 33434, 0, 0)))
+    read_all(reactor)
+    got = {d: (r[0].kind, r[0].address, r[0].err) for d, r in out.items()}
+    assert got == {
+        "203.0.113.70": (ReplyKind.UNREACHABLE, R3_4, "H"),
+        "203.0.113.33": (ReplyKind.UNREACHABLE, R3_4, "A"),
+        "203.0.113.99": (ReplyKind.UNREACHABLE, R3_4, 9),
+        "203.0.113.9": (ReplyKind.DESTINATION, "203.0.113.9", None),
+        "2001:db8:d:1::1": (ReplyKind.UNREACHABLE, R3_6, "N"),
+        "2001:db8:d:2::1": (ReplyKind.UNREACHABLE, R3_6, "A"),
+    }
+
+
 def test_dgram_icmp_v6_ping_socket() -> None:
     """Unprivileged ICMPv6: a ping socket; errors from its queue, echo replies read."""
     prober, reactor, sockets = make(mode="dgram", protocol="icmp")
@@ -402,6 +435,7 @@ def test_send_errors_become_unreachable() -> None:
     out = results(prober.probe(DST4, 2))
     assert out == [Reply(None, unreachable=True)]
     assert out[0].kind is ReplyKind.UNREACHABLE
+    assert out[0].err is None  # no ICMP message behind it: no Atlas err
     assert prober.counters["send_errors"] == 1
     # one stale error only: the retry goes through
     udp.send_errors = [errno.ECONNREFUSED]

@@ -57,6 +57,11 @@ V4_DST_LINKS = {"d": ("203.0.113.1", "203.0.113.2"), "f": ("203.0.113.5", "203.0
 DST1_V4, DST2_V4 = "203.0.113.2", "203.0.113.6"
 DST1_V6, DST2_V6 = "2001:db8:d::2", "2001:db8:f::2"
 UNREACHABLE_NET, SILENT_NET = "203.0.113.64/26", "203.0.113.128/25"
+# r3 refuses these with the ICMP unreachable code the route type sends: IPv4 "unreachable"
+# host unreachable (1), "prohibit" communication prohibited (13), "throw" (no route left)
+# network unreachable (0); IPv6 "unreachable" no route (0), "prohibit" admin prohibited (1)
+PROHIBIT_NET, THROW_NET = "203.0.113.32/28", "203.0.113.48/28"
+UNREACHABLE_NET6, PROHIBIT_NET6 = "2001:db8:d:1::/64", "2001:db8:d:2::/64"
 
 
 def v4(link: str, side: int) -> str:
@@ -91,6 +96,7 @@ ROUTES4 = [
     ("r2", "203.0.113.4/30", "e", 1),
     ("r2", "203.0.113.64/26", "c", 1),
     ("r2", "203.0.113.128/25", "c", 1),
+    ("r2", "203.0.113.32/27", "c", 1),
     ("r3", "default", "c", 0),
     ("r4", "default", "e", 0),
     ("dst1", "default", "d", 0),
@@ -213,6 +219,10 @@ class Topology:
         # r3 refuses 203.0.113.64/26 (ICMP unreachable) and drops 203.0.113.128/25
         self.ns["r3"].ip("route", "add", "unreachable", UNREACHABLE_NET)
         self.ns["r3"].ip("route", "add", "blackhole", SILENT_NET)
+        self.ns["r3"].ip("route", "add", "prohibit", PROHIBIT_NET)
+        self.ns["r3"].ip("route", "add", "throw", THROW_NET)
+        self.ns["r3"].ip("-6", "route", "add", "unreachable", UNREACHABLE_NET6)
+        self.ns["r3"].ip("-6", "route", "add", "prohibit", PROHIBIT_NET6)
         for dst in (DST1_V4, DST2_V4, DST1_V6, DST2_V6):
             wait_for(lambda d=dst: self.ns["mon"].ping(d, timeout=1), 20, f"{dst} to answer")
 
@@ -419,3 +429,69 @@ def test_router_unreachable_stops_forwards(topo: Topology) -> None:
         (PATHS[DST1_V4][2], "unreachable"),
     ]
     assert trace["forward_stop"] == "unreachable"
+
+
+#: Seconds after which r3 may again send the ICMP errors of refusing routes. Linux sends
+#: them (ip_error) through a token bucket per source address that no namespace sysctl
+#: lifts: net.ipv4.route.error_cost (1 s a message) and error_burst (5 s, 5 messages) are
+#: host-wide. Each run below needs at most three IPv4 ones; waiting refills the bucket.
+ROUTE_ERROR_REFILL = 5.5
+
+
+def wait_for_route_error_tokens() -> None:
+    """Let r3's IPv4 route errors towards the monitor be sendable again (see above)."""
+    time.sleep(ROUTE_ERROR_REFILL)
+
+
+#: Destination -> the RIPE Atlas err of r3's answer (see the routes of r3).
+REFUSED = {
+    "203.0.113.70": "H",
+    "203.0.113.40": "A",
+    "203.0.113.50": "N",
+    "2001:db8:d:1::1": "N",
+    "2001:db8:d:2::1": "A",
+}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "unprivileged", "chunk"),
+    [("udp", False, False), ("icmp", True, False), ("udp", True, True)],
+)
+def test_unreachable_codes_of_real_routers(
+    topo: Topology, protocol: str, unprivileged: bool, chunk: bool
+) -> None:
+    """r3's unreachable, prohibit and throw routes answer with their ICMP codes; every
+    hop at r3 carries the RIPE Atlas err of its code (raw sockets and error queues; the
+    chunk's records keep it too), and forwards probing stops there."""
+    args = ["--protocol", protocol, "--max-ttl", "8", "--timeout", "3", *REFUSED]
+    if chunk:
+        args = ["--chunk", "--concurrency", "5", *args]
+    wait_for_route_error_tokens()
+    result = topo.paris(*args, unprivileged=unprivileged)
+    assert "error" not in result, result
+    assert result["mode"] == ("dgram" if unprivileged else "raw")
+    by_dst = {t["destination"]: t for t in result["traces"]}
+    assert sorted(by_dst) == sorted(REFUSED)
+    for dst, err in REFUSED.items():
+        trace = by_dst[dst]
+        path = PATHS[DST1_V6 if ":" in dst else DST1_V4]
+        assert [(h["from"], h["kind"], h["err"]) for h in trace["hops"]] == [
+            (path[0], "time_exceeded", None),
+            (path[1], "time_exceeded", None),
+            (path[2], "unreachable", err),
+        ], trace
+        assert trace["forward_stop"] == "unreachable"
+    assert result["counters"]["sent"] == 15 and result["counters"]["answered"] == 15
+
+
+def test_text_output_marks_unreachable_hops(topo: Topology) -> None:
+    """Without --json the hop line ends with !N / !H / !A, as traceroute marks it."""
+    argv = [sys.executable, "-m", "dnaagent.measure.paris", "--max-ttl", "8"]
+    wait_for_route_error_tokens()
+    done = topo.ns["mon"].run(*argv, "203.0.113.50", "203.0.113.70", check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("   3")]
+    assert [(w[1], w[2], w[-1]) for w in lines] == [
+        (PATHS[DST1_V4][2], "unreachable", "!N"),
+        (PATHS[DST1_V4][2], "unreachable", "!H"),
+    ], done.stdout

@@ -109,7 +109,10 @@ def add_trace_parser(sub: argparse._SubParsersAction, parents: list | None = Non
         parents=parents,
         help="the results as RIPE Atlas traceroute JSON or CSV",
         description="Deduplicated records of every chunk: RIPE Atlas traceroute results "
-        "(a JSON list, with a dts member per result) or CSV (one row per probed hop).",
+        "(a JSON list, with a dts member per result; a hop answered by an ICMP "
+        "destination unreachable has the Atlas err: N network, H host, A prohibited, "
+        "P protocol, p port unreachable, h beyond scope, or the code) or CSV (one row "
+        "per probed hop, err in the last column).",
     )
     q.add_argument("name")
     q.add_argument("--format", choices=("atlas", "csv"), default="atlas", help="(atlas)")

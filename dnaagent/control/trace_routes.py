@@ -12,8 +12,9 @@
 * ``POST /api/v1/trace/campaign/targets`` ``{"campaign", "add"?, "remove"?, "deny"?}``:
   change the target list while the campaign runs.
 * ``GET  /api/v1/trace/campaign/export?campaign=C&format=atlas|csv``: the deduplicated
-  records as RIPE Atlas traceroute results (``data`` is the list) or CSV (``data`` is
-  the text).
+  records as RIPE Atlas traceroute results (``data`` is the list; a reply answered by
+  an ICMP destination unreachable has the Atlas ``err``: N, H, A, P, p, h or the code)
+  or CSV (``data`` is the text; ``err`` is its last column).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ export has the same value in its last column, ``err`` (empty when there is none)
 A record's hops are ``(ttl, address, rtt, reached, reply_ttl, err)``. Records written
 before ``err`` existed have five-element hops: they load with ``err`` ``None``, and a
 hop without ``err`` is stored with five elements still, so older agents read new
-records.
+records (they ignore a sixth element; elements after the sixth are ignored here).
 """
 
 from __future__ import annotations
@@ -202,9 +202,11 @@ def check_err(value: Any) -> str | int | None:
 
 
 def _loaded_hop(h: Any) -> Hop:
-    if not isinstance(h, list | tuple) or len(h) not in (5, 6):
-        raise ValueError(f"a hop has 5 or 6 elements, not {h!r}")
-    err = check_err(h[5]) if len(h) == 6 else None
+    # Elements after the sixth (fields of later agents) are ignored, the way agents
+    # older than err ignore the sixth.
+    if not isinstance(h, list | tuple) or len(h) < 5:
+        raise ValueError(f"a hop has at least 5 elements, not {h!r}")
+    err = check_err(h[5]) if len(h) > 5 else None
     return (int(h[0]), h[1], None if h[2] is None else float(h[2]), bool(h[3]), h[4], err)
 
 

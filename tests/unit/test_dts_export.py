@@ -160,6 +160,9 @@ def test_old_five_element_hops_still_load() -> None:
     assert all(r.err is None for r in rec.replies().values())
     mixed = dict(old, hops=[*old["hops"][:2], [*old["hops"][2][:5], "H"], *old["hops"][3:]])
     assert [h[5] for h in TraceRecord.from_dict(mixed).hops] == [None, None, "H", None]
+    # a later agent's extra hop elements are ignored, as older agents ignore err
+    later = dict(old, hops=[[*h[:5], "N", "later", 7] for h in old["hops"]])
+    assert [h[5] for h in TraceRecord.from_dict(later).hops] == ["N"] * 4
     # in-memory records built with 5-tuples (older callers) export too
     five = TraceRecord(**{**vars(rec), "hops": [h[:5] for h in rec.hops]})
     assert to_atlas(five, msm_id=1, prb_id=1) == to_atlas(rec, msm_id=1, prb_id=1)
@@ -170,7 +173,7 @@ def test_old_five_element_hops_still_load() -> None:
     "bad",
     [[1, None, None, False, None, "X"], [1, None, None, False, None, 256],
      [1, None, None, False, None, True], [1, None, None, False, None, "NH"],
-     [1, None, None, False], [1, None, None, False, None, "N", 7], "hop"],
+     [1, None, None, False], "hop"],
 )  # fmt: skip
 def test_malformed_err_is_refused(bad: Any) -> None:
     """An err that is no Atlas letter nor a byte, or a hop of the wrong size: ValueError."""

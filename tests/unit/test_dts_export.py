@@ -19,14 +19,19 @@ def _record() -> TraceRecord:
     """A trace with a silent hop, a backwards part and the destination."""
     paths = {"192.0.2.9": SimPath(("10.0.0.1", None, "10.0.0.3"), 4)}
     t = run_trace(DoubletreeTrace("192.0.2.9", 2), ReplayProber(paths))
+    return _to_record(t, chunk=3, src_addr="198.51.100.7", timestamp=1_700_000_000.5)
+
+
+def _to_record(trace: DoubletreeTrace, **fields: Any) -> TraceRecord:
+    """``TraceRecord.from_trace`` of campaign c1, monitor m1; ``fields`` for the rest."""
+    timestamp = fields.pop("timestamp")
     return TraceRecord.from_trace(
-        t,
+        trace,
         campaign="c1",
-        chunk=3,
         monitor="m1",
-        src_addr="198.51.100.7",
-        timestamp=1_700_000_000.5,
-        endtime=1_700_000_001.0,
+        timestamp=timestamp,
+        endtime=fields.pop("endtime", timestamp + 0.5),
+        **fields,
     )
 
 
@@ -120,14 +125,8 @@ def _err_record() -> TraceRecord:
     }
     run_trace(trace, lambda _dst, ttl: answers[ttl])
     assert trace.forward_stop is StopReason.UNREACHABLE
-    return TraceRecord.from_trace(
-        trace,
-        campaign="c1",
-        chunk=0,
-        monitor="m1",
-        src_addr="192.0.2.10",
-        timestamp=1_700_000_100.0,
-        endtime=1_700_000_102.0,
+    return _to_record(
+        trace, chunk=0, src_addr="192.0.2.10", timestamp=1_700_000_100.0, endtime=1_700_000_102.0
     )
 
 

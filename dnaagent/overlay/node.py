@@ -331,7 +331,7 @@ class OverlayNode(DatagramProtocol):
         self._counters = c
         #: Node lookups in progress by target, for the searched node's greeting (HERE).
         self._seeking: dict[bytes, list[tuple[Lookup, Deferred[Lookup]]]] = {}
-        #: Greetings sent on introductions: rate-limited, one per asker and request.
+        #: Greetings sent on introductions: rate-limited, one per asker a second.
         self._greetings = TokenBucket(
             config.greeting_rate, 2.0 * config.greeting_rate, clock.seconds()
         )

@@ -339,7 +339,6 @@ class OverlayNode(DatagramProtocol):
         #: Nodes a finished node lookup searched, until when a greeting from them
         #: is an expected late one (the lookup ended through another answer).
         self._sought: dict[bytes, float] = {}
-        self._last_txid = 0
         #: When a failed send to each address was last logged (bounded).
         self._send_error_logged: dict[Address, float] = {}
 
@@ -475,6 +474,7 @@ class OverlayNode(DatagramProtocol):
         on_soft: Callable[[], None] | None = None,
         retries: int | None = None,
         resend: float | None = None,
+        txids: set[int] | None = None,
     ) -> bool:
         """Send a request; exactly one of ``on_reply``/``on_fail`` is called later.
 
@@ -488,6 +488,7 @@ class OverlayNode(DatagramProtocol):
         timeout: first after ``resend`` seconds (default: the peer's adaptive RTO,
         at least ``config.min_retransmit``), then after twice as long each time.
         A lost datagram then costs one RTO instead of the whole request.
+        The request's transaction ID is added to ``txids`` when it is sent.
         """
         if not self._running or len(self._pending) >= self.config.max_pending:
             return False
@@ -501,7 +502,8 @@ class OverlayNode(DatagramProtocol):
         )
         if not self._write(address, data):
             return False
-        self._last_txid = txid
+        if txids is not None:
+            txids.add(txid)
         cfg = self.config
         now = self._clock.seconds()
         rpc = _Rpc(txid, address, node_id, now, on_reply, on_fail, on_soft)
@@ -569,13 +571,13 @@ class OverlayNode(DatagramProtocol):
 
     def _remember_resent(self, rpc: _Rpc, now: float) -> None:
         """Keep a resent request's ID a while: more answers to its copies may come."""
-        finished = self._finished_resent
-        if len(finished) >= _FINISHED_RESENT_MAX:
-            for txid in [t for t, until in finished.items() if until <= now]:
-                del finished[txid]
-            while len(finished) >= _FINISHED_RESENT_MAX:
-                del finished[next(iter(finished))]
-        finished[rpc.txid] = now + self.config.rpc_timeout
+        _remember(
+            self._finished_resent,
+            rpc.txid,
+            now + self.config.rpc_timeout,
+            now,
+            _FINISHED_RESENT_MAX,
+        )
 
     def _rpc_expired(self, rpc: _Rpc) -> None:
         if self._pending.pop(rpc.txid, None) is None:
@@ -844,10 +846,7 @@ class OverlayNode(DatagramProtocol):
             # limit bounds what a liar gets out of it.
             c["introductions_limited"] += 1
             return
-        greeted.pop(asker, None)
-        if len(greeted) >= _GREETED_MAX:
-            del greeted[next(iter(greeted))]
-        greeted[asker] = now + _GREETED_SECONDS
+        _remember(greeted, asker, now + _GREETED_SECONDS, now, _GREETED_MAX)
         if self._send(asker, HERE, msg.txid, None):
             c["greetings_sent"] += 1
 
@@ -987,15 +986,8 @@ class OverlayNode(DatagramProtocol):
         if not waiting:
             del self._seeking[lk.target]
         if lk.txids and self.config.introductions:
-            sought = self._sought
             now = self._clock.seconds()
-            if len(sought) >= _SOUGHT_MAX:
-                for node_id in [n for n, until in sought.items() if until <= now]:
-                    del sought[node_id]
-                while len(sought) >= _SOUGHT_MAX:
-                    del sought[next(iter(sought))]
-            sought.pop(lk.target, None)
-            sought[lk.target] = now + self.config.rpc_timeout
+            _remember(self._sought, lk.target, now + self.config.rpc_timeout, now, _SOUGHT_MAX)
 
     def _query(self, lk: Lookup, d: Deferred[Lookup], cand: Candidate) -> bool:
         node_id = cand.node_id
@@ -1031,7 +1023,7 @@ class OverlayNode(DatagramProtocol):
             retries = cfg.rpc_retries
             # What _rpc would compute from the same RTO (done once here).
             resend = min(max(soft, cfg.min_retransmit), cfg.rpc_timeout / (retries + 2))
-        sent = self._rpc(
+        return self._rpc(
             cand.address,
             FIND_VALUE if lk.find_value else FIND_NODE,
             lk.target,
@@ -1042,10 +1034,9 @@ class OverlayNode(DatagramProtocol):
             on_soft=on_soft,
             resend=resend,
             retries=retries,
+            # A greeting (HERE) from the searched node must carry one of these.
+            txids=None if lk.find_value else lk.txids,
         )
-        if sent and not lk.find_value:
-            lk.txids.add(self._last_txid)
-        return sent
 
     def _contacts_of(self, lk: Lookup) -> list[Contact]:
         out = []
@@ -1494,6 +1485,20 @@ class OverlayNode(DatagramProtocol):
     def _discover(self) -> None:
         if len(self.routing_table) < self.config.k and self.discovery_addresses:
             self.announce(self.discovery_addresses)
+
+
+def _remember(table: dict[Any, float], key: Any, until: float, now: float, limit: int) -> None:
+    """Keep ``key`` in ``table`` (insertion-ordered) until ``until``.
+
+    At ``limit`` entries, the expired ones go first, then the oldest.
+    """
+    table.pop(key, None)
+    if len(table) >= limit:
+        for old in [k for k, t in table.items() if t <= now]:
+            del table[old]
+        while len(table) >= limit:
+            del table[next(iter(table))]
+    table[key] = until
 
 
 def _check_id(value: bytes) -> None:

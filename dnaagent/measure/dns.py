@@ -29,6 +29,8 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger, LogLevel
 
+from dnaagent.measure import same_address
+
 
 @dataclass(frozen=True)
 class DnsResult:
@@ -153,7 +155,7 @@ class _QueryProtocol(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: tuple[Any, ...]) -> None:  # noqa: N802
         """Accept the reply of our server to our question, ignore anything else."""
-        if not _same_host(addr[0], self.server[0]) or addr[1] != self.server[1]:
+        if not same_address(addr[0], self.server[0]) or addr[1] != self.server[1]:
             return
         reply = read_reply(self.query, data)
         if reply is None:
@@ -226,13 +228,6 @@ def _replace(result: DnsResult, **changes: Any) -> DnsResult:
     values = dict(result.__dict__)
     values.update(changes)
     return DnsResult(**values)
-
-
-def _same_host(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b.split("%")[0])
-    except ValueError:
-        return False
 
 
 class UdpDnsClient:

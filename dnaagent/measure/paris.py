@@ -93,6 +93,7 @@ from zope.interface import implementer
 from dnaagent.dts.doubletree import NO_REPLY, Reply
 from dnaagent.errors import DnaAgentError
 from dnaagent.guard.limits import TokenBucket
+from dnaagent.measure import same_address
 
 UDP = "udp"
 ICMP = "icmp"
@@ -290,7 +291,7 @@ class IcmpAnswer:
             if (
                 quoted is not None
                 and quoted.proto == PROTO_UDP
-                and _same(self.responder, quoted.dst)
+                and same_address(self.responder, quoted.dst)
             ):
                 err = None
             return Reply(self.responder, reached=True, rtt=rtt, reply_ttl=self.reply_ttl, err=err)
@@ -329,13 +330,6 @@ def atlas_err(icmp_type: int, code: int, *, v6: bool) -> str | int | None:
     if not 0 <= code <= 255:
         raise ValueError(f"ICMP code {code} is not a byte")
     return (ATLAS_ERR6 if v6 else ATLAS_ERR4).get(code, code)
-
-
-def _same(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return a == b
 
 
 def _quoted_transport(proto: int, src: str, dst: str, data: bytes) -> Quoted:

@@ -35,6 +35,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dnaagent.measure import same_address
 from dnaagent.measure.process import MeasurementProcess
 
 ICMP_ECHO_REPLY = 0
@@ -106,13 +107,6 @@ def parse_echo_reply(version: int, data: bytes, has_ip_header: bool) -> tuple[in
     if kind != (ICMP_ECHO_REPLY if version == 4 else ICMP6_ECHO_REPLY):
         return None
     return identifier, sequence
-
-
-def _same_address(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b.split("%")[0])
-    except ValueError:
-        return False
 
 
 SocketFactory = Callable[[int, int, int], Any]
@@ -244,7 +238,7 @@ class _IcmpChannel:
             if self.raw and identifier != self.identifier:
                 continue
             entry = self.pending.get(seq)
-            if entry is None or not _same_address(entry[0], source[0]):
+            if entry is None or not same_address(entry[0], source[0]):
                 continue
             del self.pending[seq]
             address, sent, d, timer = entry

@@ -10,7 +10,8 @@ Printed: search time median/p90/p99 (ms, node lookups, start to result), lookup 
 rate (the searched live node found), neighbours known of 5 (how many of its 5 XOR-closest
 live nodes a node has in its routing table, against the simulator's global view),
 maintenance bytes/s per peer (UDP payload sent, plus the 64-byte signature the simulator
-skips), events per CPU-second (simulated events / CPU time of the event loop).
+skips on each datagram the agent would sign), events per CPU-second (simulated events /
+CPU time of the event loop).
 
 Examples::
 
@@ -134,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-signature-bytes",
         action="store_true",
         help="count only the bytes the simulator sends (without the 64-byte signature "
-        "each real datagram carries)",
+        "each signed datagram of the real agent carries)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

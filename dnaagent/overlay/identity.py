@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.logger import Logger
 
 from dnaagent.errors import DnaAgentError
-from dnaagent.wire import Ed25519Signer, NullSigner, Signer, node_id_for_key
+from dnaagent.wire import Ed25519Signer, NullSigner, PairKeys, Signer, node_id_for_key
 
 log = Logger()
 
@@ -27,9 +27,13 @@ class IdentityError(DnaAgentError, OSError):
 
 
 class Identity:
-    """A node's key pair, node ID and the signer for its envelopes."""
+    """A node's key pair, node ID, the signer for its envelopes and its MAC keys.
 
-    __slots__ = ("public_key", "node_id", "signer", "_private_key")
+    ``pair_keys`` (:class:`~dnaagent.wire.PairKeys`) derives the key this node shares
+    with each peer from the same Ed25519 key pair: nothing else is stored.
+    """
+
+    __slots__ = ("public_key", "node_id", "signer", "pair_keys", "_private_key")
 
     def __init__(
         self, public_key: bytes, signer: Signer, private_key: Ed25519PrivateKey | None = None
@@ -37,6 +41,7 @@ class Identity:
         self.public_key = public_key
         self.node_id = node_id_for_key(public_key)
         self.signer = signer
+        self.pair_keys = PairKeys(self.node_id, public_key, private_key)
         self._private_key = private_key
 
     @classmethod

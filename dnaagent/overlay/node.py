@@ -129,6 +129,8 @@ NODE_DROP_REASONS = (
 #: How long a peer that said LEAVE is kept out of the routing table (seconds).
 _DEPARTED_SECONDS = 30.0
 _DEPARTED_MAX = 10_000
+#: Most peers whose public key is kept for MACs (the table starts over when full).
+_PEER_KEYS_MAX = 4096
 #: Room left in a datagram for the envelope around a body.
 _ENVELOPE_ROOM = 200
 #: Most finished retransmitted requests remembered for their duplicate answers.
@@ -266,6 +268,10 @@ class OverlayNode(DatagramProtocol):
         self._verify = config.require_signatures
         self._public_key = identity.public_key
         self._signer = identity.signer
+        self._keys = identity.pair_keys
+        #: Public keys of the peers heard from, by node ID: a message to one of them
+        #: carries a MAC instead of a signature (see dnaagent.wire).
+        self._peer_keys: dict[bytes, bytes] = {}
         self.routing_table = RoutingTable(
             self.node_id,
             k=config.k,
@@ -309,6 +315,8 @@ class OverlayNode(DatagramProtocol):
             c["dropped_" + reason] = 0
         for name in (
             "bans_total",
+            "macs_out",
+            "signatures_out",
             "rpc_sent",
             "rpc_retransmits",
             "rpc_duplicate_replies",
@@ -411,12 +419,40 @@ class OverlayNode(DatagramProtocol):
 
     # ================================================================ sending
 
-    def _send(self, address: Address, mtype: int, txid: int, body: Any) -> bool:
-        """Encode and send one message; return whether it left."""
+    def _send(
+        self, address: Address, mtype: int, txid: int, body: Any, to: bytes | None = None
+    ) -> bool:
+        """Encode and send one message to the node ``to`` (if known); return whether it left."""
+        return self._write(address, self._encode(mtype, txid, body, to))
+
+    def _encode(self, mtype: int, txid: int, body: Any, to: bytes | None) -> bytes:
+        """Encode one message: with a MAC for ``to`` when its public key is known, else signed."""
+        if to is not None:
+            public = self._peer_keys.get(to)
+            if public is not None:
+                try:
+                    key = self._keys.key_for(public)
+                except WireError:
+                    pass
+                else:
+                    data = wire.encode(
+                        mtype,
+                        txid,
+                        self.node_id,
+                        self._public_key,
+                        self._role_code,
+                        body,
+                        self._signer,
+                        key,
+                        to,
+                    )
+                    self._counters["macs_out"] += 1
+                    return data
         data = wire.encode(
             mtype, txid, self.node_id, self._public_key, self._role_code, body, self._signer
         )
-        return self._write(address, data)
+        self._counters["signatures_out"] += 1
+        return data
 
     def _write(self, address: Address, data: bytes) -> bool:
         """Send one encoded datagram; return whether it left."""
@@ -451,14 +487,14 @@ class OverlayNode(DatagramProtocol):
         c["bytes_out"] += len(data)
         return True
 
-    def _reply(self, address: Address, mtype: int, txid: int, body: Any) -> None:
+    def _reply(self, address: Address, mtype: int, txid: int, body: Any, to: bytes) -> None:
         try:
-            self._send(address, mtype, txid, body)
+            self._send(address, mtype, txid, body, to)
         except WireError:
             log.failure("cannot encode a reply to {address}", address=address)
 
-    def _error(self, address: Address, txid: int, code: int, text: str) -> None:
-        self._reply(address, ERROR, txid, [code, text[: wire.MAX_ERROR_TEXT]])
+    def _error(self, address: Address, txid: int, code: int, text: str, to: bytes) -> None:
+        self._reply(address, ERROR, txid, [code, text[: wire.MAX_ERROR_TEXT]], to)
 
     def _rpc(
         self,
@@ -497,9 +533,7 @@ class OverlayNode(DatagramProtocol):
         txid = getrandbits(32)
         while txid in pending:
             txid = getrandbits(32)
-        data = wire.encode(
-            mtype, txid, self.node_id, self._public_key, self._role_code, body, self._signer
-        )
+        data = self._encode(mtype, txid, body, node_id)
         if not self._write(address, data):
             return False
         if txids is not None:
@@ -632,15 +666,21 @@ class OverlayNode(DatagramProtocol):
                 return
             del self._bans[addr]
         try:
-            msg = wire.decode(data, verify=self._verify)
+            msg = wire.decode(data, verify=self._verify, keys=self._keys)
         except WireError as e:
             self._drop(e.reason)
             if e.reason in BAN_REASONS:
                 self._ban(addr, e.reason)
             return
-        if msg.sender_id == self.node_id:
+        sender = msg.sender_id
+        if sender == self.node_id:
             self._drop("self")
             return
+        peer_keys = self._peer_keys
+        if sender not in peer_keys:
+            if len(peer_keys) >= _PEER_KEYS_MAX:
+                peer_keys.clear()
+            peer_keys[sender] = msg.public_key
         mtype = msg.type
         if mtype in REPLY_TYPES:
             self._on_reply(msg, addr)
@@ -651,7 +691,7 @@ class OverlayNode(DatagramProtocol):
             if mtype == FIND_NODE:
                 self._on_find_node(msg, addr)
             elif mtype == PING:
-                self._reply(addr, PONG, msg.txid, None)
+                self._reply(addr, PONG, msg.txid, None, sender)
             elif mtype == FIND_VALUE:
                 self._on_find_value(msg, addr)
             elif mtype == STORE:
@@ -784,7 +824,9 @@ class OverlayNode(DatagramProtocol):
     def _not_served(self, msg: Message, addr: Address) -> bool:
         if self._role_code == ROLE_STUB:
             self._drop("not_served")
-            self._error(addr, msg.txid, wire.ERR_NOT_SERVED, "stub nodes keep no DHT")
+            self._error(
+                addr, msg.txid, wire.ERR_NOT_SERVED, "stub nodes keep no DHT", msg.sender_id
+            )
             return True
         return False
 
@@ -807,7 +849,7 @@ class OverlayNode(DatagramProtocol):
             known = self.routing_table.get(target)
             if known is not None and not known.failures:
                 self._introduce(known, msg.txid, addr)
-        self._reply(addr, NODES, msg.txid, self._nodes_body(target, msg.sender_id))
+        self._reply(addr, NODES, msg.txid, self._nodes_body(target, msg.sender_id), msg.sender_id)
 
     def _introduce(self, contact: Contact, txid: int, asker: Address) -> None:
         """Tell ``contact``, the node an asker searches, to greet the asker (INTRODUCE).
@@ -822,7 +864,7 @@ class OverlayNode(DatagramProtocol):
             return
         if wire.is_link_local(packed):
             return
-        if self._send(contact.address, INTRODUCE, txid, [packed, asker[1]]):
+        if self._send(contact.address, INTRODUCE, txid, [packed, asker[1]], contact.node_id):
             self._counters["introductions_sent"] += 1
 
     def _on_introduce(self, msg: Message, addr: Address) -> None:
@@ -874,7 +916,9 @@ class OverlayNode(DatagramProtocol):
             return
         values = self.store.get(msg.body, self._clock.seconds())
         if not values:
-            self._reply(addr, NODES, msg.txid, self._nodes_body(msg.body, msg.sender_id))
+            self._reply(
+                addr, NODES, msg.txid, self._nodes_body(msg.body, msg.sender_id), msg.sender_id
+            )
             return
         body = []
         room = wire.MAX_DATAGRAM - _ENVELOPE_ROOM
@@ -884,9 +928,11 @@ class OverlayNode(DatagramProtocol):
                 break
             body.append([value, max(1, int(left))])
         if not body:
-            self._reply(addr, NODES, msg.txid, self._nodes_body(msg.body, msg.sender_id))
+            self._reply(
+                addr, NODES, msg.txid, self._nodes_body(msg.body, msg.sender_id), msg.sender_id
+            )
             return
-        self._reply(addr, VALUE, msg.txid, body)
+        self._reply(addr, VALUE, msg.txid, body, msg.sender_id)
 
     def _on_store(self, msg: Message, addr: Address) -> None:
         if self._not_served(msg, addr):
@@ -896,9 +942,9 @@ class OverlayNode(DatagramProtocol):
             self.store.put(key, value, ttl, msg.sender_id, self._clock.seconds())
         except StoreRefused as e:
             self._counters["store_refused"] += 1
-            self._error(addr, msg.txid, wire.ERR_REFUSED, e.reason)
+            self._error(addr, msg.txid, wire.ERR_REFUSED, e.reason, msg.sender_id)
             return
-        self._reply(addr, STORED, msg.txid, None)
+        self._reply(addr, STORED, msg.txid, None, msg.sender_id)
 
     def _on_announce(self, msg: Message, addr: Address) -> None:
         if not self.config.discovery or self._role_code == ROLE_STUB:
@@ -910,19 +956,20 @@ class OverlayNode(DatagramProtocol):
         name, body = msg.body
         fn = self._handlers.get(name)
         txid = msg.txid
+        to = msg.sender_id
         if fn is None:
-            self._error(addr, txid, wire.ERR_UNKNOWN_HANDLER, f"unknown handler {name!r}")
+            self._error(addr, txid, wire.ERR_UNKNOWN_HANDLER, f"unknown handler {name!r}", to)
             return
         sender = Peer(msg.sender_id, addr, "core" if msg.role == ROLE_CORE else "stub")
         d = maybeDeferred(fn, body, sender)
 
         def answer(result: Any) -> None:
             try:
-                sent = self._send(addr, APP_REPLY, txid, result)
+                sent = self._send(addr, APP_REPLY, txid, result, to)
             except WireError as e:
                 log.failure("handler {name} returned an answer that cannot be sent", name=name)
                 code = wire.ERR_TOO_LARGE if e.reason == "too_large" else wire.ERR_HANDLER_FAILED
-                self._error(addr, txid, code, f"answer cannot be sent: {e.reason}")
+                self._error(addr, txid, code, f"answer cannot be sent: {e.reason}", to)
                 return
             if not sent:
                 log.debug("answer of {name} to {addr} not sent", name=name, addr=addr)
@@ -936,7 +983,7 @@ class OverlayNode(DatagramProtocol):
             else:
                 log.failure("handler {name} failed", f, name=name)
             text = str(exc) if isinstance(exc, DnaAgentError) else type(exc).__name__
-            self._error(addr, txid, wire.ERR_HANDLER_FAILED, text)
+            self._error(addr, txid, wire.ERR_HANDLER_FAILED, text, to)
 
         d.addCallbacks(answer, failed)
         d.addErrback(lambda f: log.failure("answering {name} failed", f, name=name))
@@ -1159,7 +1206,7 @@ class OverlayNode(DatagramProtocol):
             return
         for c in self.routing_table:
             try:
-                self._send(c.address, LEAVE, 0, None)
+                self._send(c.address, LEAVE, 0, None, c.node_id)
             except WireError:
                 log.failure("cannot send LEAVE")
         self._left = True

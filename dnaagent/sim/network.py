@@ -13,7 +13,9 @@ after a delay taken from a latency model:
 
 Messages can be lost with a fixed probability; traffic to or from an offline host is
 dropped. Every transport counts the messages and bytes it sent and received so that the
-simulation can report maintenance traffic per peer. All randomness comes from the
+simulation can report maintenance traffic per peer, and the unauthenticated datagrams
+among them (dnaagent's flags byte 0: those the real agent signs, their 64-byte
+signature left out in simulations). All randomness comes from the
 ``random.Random`` given to the network: a run is reproducible from its seed.
 """
 
@@ -163,6 +165,7 @@ class TrafficTotals:
     time: float
     sent_msgs: int
     sent_bytes: int
+    sent_unsigned: int
     delivered_msgs: int
     lost_msgs: int
     dropped_offline: int
@@ -173,6 +176,7 @@ class SimTransport:
     """The simulated UDP port of one host; hand it to a protocol's ``makeConnection``.
 
     Counters: ``sent_msgs``/``sent_bytes`` (accepted from the protocol while online),
+    ``sent_unsigned`` (those of them with flags byte 0, see the module doc),
     ``recv_msgs``/``recv_bytes`` (handed to the protocol).
     """
 
@@ -184,6 +188,7 @@ class SimTransport:
         "online",
         "sent_msgs",
         "sent_bytes",
+        "sent_unsigned",
         "recv_msgs",
         "recv_bytes",
         "_receive",
@@ -197,6 +202,7 @@ class SimTransport:
         self.online = True
         self.sent_msgs = 0
         self.sent_bytes = 0
+        self.sent_unsigned = 0
         self.recv_msgs = 0
         self.recv_bytes = 0
         self._receive: Callable[[bytes, Address], None] = protocol.datagramReceived
@@ -209,6 +215,8 @@ class SimTransport:
             return
         self.sent_msgs += 1
         self.sent_bytes += len(data)
+        if len(data) > 1 and not data[1]:
+            self.sent_unsigned += 1
         self._network._send(self, data, addr)
 
     def getHost(self) -> IPv4Address:  # noqa: N802 (Twisted's name)
@@ -268,6 +276,7 @@ class SimNetwork:
         self._live_since = clock.seconds()
         self._gone_msgs = 0
         self._gone_bytes = 0
+        self._gone_unsigned = 0
         # bound once: the hot path
         self._schedule = clock.schedule
         self._random = rng.random
@@ -308,6 +317,7 @@ class SimNetwork:
             del self._hosts[transport.address]
             self._gone_msgs += transport.sent_msgs
             self._gone_bytes += transport.sent_bytes
+            self._gone_unsigned += transport.sent_unsigned
 
     def set_online(self, transport: SimTransport, online: bool) -> None:
         """Bring a host up or down; an offline host sends and receives nothing."""
@@ -344,14 +354,16 @@ class SimNetwork:
         traffic sent per online peer and second, churn included.
         """
         now = self.clock.seconds()
-        sent_msgs = sent_bytes = 0
+        sent_msgs = sent_bytes = sent_unsigned = 0
         for t in self._hosts.values():
             sent_msgs += t.sent_msgs
             sent_bytes += t.sent_bytes
+            sent_unsigned += t.sent_unsigned
         return TrafficTotals(
             time=now,
             sent_msgs=sent_msgs + self._gone_msgs,
             sent_bytes=sent_bytes + self._gone_bytes,
+            sent_unsigned=sent_unsigned + self._gone_unsigned,
             delivered_msgs=self.delivered_msgs,
             lost_msgs=self.lost_msgs,
             dropped_offline=self.dropped_offline,

@@ -744,3 +744,61 @@ def test_greetings_are_rate_limited_and_sent_once_per_asker() -> None:
     a._send(net.addr(t), wire.INTRODUCE, 4, [wire.pack_host(host), port])
     net.run(0.05)
     assert t.counters["greetings_sent"] == 12
+
+
+def test_peers_that_know_each_other_authenticate_with_macs() -> None:
+    """First contact is signed; once a node has heard from a peer, its messages carry a MAC."""
+    net = Net(2, signed=True)
+    a, b = net.nodes
+    net.net.log = []
+    assert net.result(b.join([net.addr(a)])) == 1
+    first = net.net.log[0]
+    assert first[0] == net.addr(b) and first[2][1] == wire.FLAG_SIGNED
+    # a learnt b's key from that request: its answer already carries a MAC for b.
+    answer = next(d for src, dst, d in net.net.log if src == net.addr(a))
+    assert answer[1] == wire.FLAG_MAC and answer[-20:-16] == b.node_id[:4]
+    net.net.log = []
+    assert net.result(b.ping(net.addr(a), a.node_id)) == a.node_id
+    flags = [d[1] for _, _, d in net.net.log]
+    assert flags == [wire.FLAG_MAC, wire.FLAG_MAC]
+    for node in (a, b):
+        c = node.counters
+        assert c["macs_out"] > 0 and c["dropped"] == 0 and c["bans_total"] == 0
+    # The MAC'd PING is 44 bytes shorter than the signed one (20-byte trailer, not 64).
+    mac_ping = net.net.log[0][2]
+    txid = wire.decode(mac_ping, keys=a.identity.pair_keys).txid
+    signed_ping = wire.encode(
+        wire.PING, txid, b.node_id, b.identity.public_key, 0, None, b.identity.signer
+    )
+    assert len(signed_ping) - len(mac_ping) == 44
+
+
+def test_mac_for_the_previous_owner_of_an_address_is_dropped_not_banned() -> None:
+    """A node that took over an address drops MACs meant for the old one, without a ban."""
+    net = Net(2, signed=True, rpc_timeout=0.5, rpc_retries=0)
+    a, b = net.nodes
+    net.result(b.join([net.addr(a)]))
+    address = net.addr(a)
+    a.transport.stopListening()
+    successor = OverlayNode(
+        Identity.generate(), net.clock, config=OverlayConfig(), rng=random.Random(7)
+    )
+    net.net.listen(address, successor)
+    with pytest.raises(RequestTimeout):
+        net.result(b.ping(address, a.node_id))
+    c = successor.counters
+    assert c["dropped_not_for_me"] == 1 and c["bans_total"] == 0
+    # Asked without the old ID, the newcomer answers (signed first contact).
+    assert net.result(b.ping(address)) == successor.node_id
+
+
+def test_simulated_nodes_send_mac_trailers_of_zeros() -> None:
+    """Without keys (simulations) MAC'd datagrams have the real size, zeros, and pass."""
+    net = Net(3)
+    net.join_all()
+    net.net.log = []
+    a, b = net.nodes[:2]
+    assert net.result(a.ping(net.addr(b), b.node_id)) == b.node_id
+    for _, _, data in net.net.log:
+        assert data[1] == wire.FLAG_MAC and data[-16:] == bytes(16)
+    assert all(n.counters["dropped"] == 0 for n in net.nodes)

@@ -3,23 +3,29 @@
 The corpus (seeded, reproducible: ``DNA_FUZZ_SEED``) mixes random bytes of
 random lengths, valid signed messages that are truncated, bit-flipped, given
 another protocol version, left unsigned, given a wrong signature, a sender ID
-that is not the hash of the key, fields of the wrong type, msgpack bombs, and
-datagrams larger than :data:`dnaagent.wire.MAX_DATAGRAM`. The valid messages
-are built with :func:`dnaagent.wire.encode` and throwaway identities.
+that is not the hash of the key, fields of the wrong type, msgpack bombs,
+datagrams larger than :data:`dnaagent.wire.MAX_DATAGRAM`, and MAC trailers
+(:data:`dnaagent.wire.FLAG_MAC`): real ones for another node, forged ones for the
+target, ones from a sender key of small order, damaged or cut short. The valid
+messages are built with :func:`dnaagent.wire.encode` and throwaway identities.
 
 The test predicts the drop reason of every datagram with the very decoder the
-agent uses (:func:`dnaagent.wire.decode`) and then checks that the agent counted
-exactly that: ``messages_in`` grows by the datagrams the kernel delivered,
-``dropped`` and the sum of ``dropped_<reason>`` grow by the same number, each
-reason by its predicted count, ``bans_total`` by the datagrams whose reason is
-in :data:`dnaagent.overlay.node.BAN_REASONS`, and nothing is answered.
+agent uses (:func:`dnaagent.wire.decode`, given :class:`dnaagent.wire.PairKeys`
+with the target's recipient tag but a throwaway private key: a forged MAC fails
+with either key, and a key of small order is refused by any) and then checks
+that the agent counted exactly that: ``messages_in`` grows by the datagrams the
+kernel delivered, ``dropped`` and the sum of ``dropped_<reason>`` grow by the
+same number, each reason by its predicted count, ``bans_total`` by the
+datagrams whose reason is in :data:`dnaagent.overlay.node.BAN_REASONS`, and
+nothing is answered.
 
 The node bans the source *address and port* of such a datagram, and drops
 everything later from it as ``banned`` without decoding it. So that every
 datagram reaches the decoder, each ban-worthy one comes from its own source
 address in 127.1.0.0/16-127.2.0.0/16 (one socket, source chosen per datagram
 with ``IP_PKTINFO``); the others (``bad_version``, ``unsigned``: not hostile in
-themselves) come from one fixed socket, which must not be banned.
+themselves) come from one fixed socket, which must not be banned. Neither
+is ``not_for_me``: a MAC for whoever held the address before.
 
 Sending is paced by the agent socket's receive queue (``/proc/net/udp``), so
 the kernel drops (almost) nothing; the kernel's drop count for that socket is
@@ -48,6 +54,7 @@ from typing import Any
 import msgpack
 import psutil
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dnaagent import wire
 from dnaagent.overlay.identity import Identity
@@ -151,10 +158,18 @@ class Corpus:
     valid_skipped: int = 0
 
 
-def build_corpus(count: int, seed: int) -> Corpus:
-    """``count`` invalid datagrams of every kind, each with its predicted drop reason."""
+def build_corpus(count: int, seed: int, target_id: bytes | None = None) -> Corpus:
+    """``count`` invalid datagrams of every kind, each with its predicted drop reason.
+
+    ``target_id`` is the node ID of the agent they are sent to (MACs are tagged for
+    it); a throwaway one when None.
+    """
     rng = random.Random(seed)
     me, other = Identity.generate(), Identity.generate()
+    if target_id is None:
+        target_id = Identity.generate().node_id
+    # The target's recipient tag, but not its private key (see the module docstring).
+    predictor = wire.PairKeys(target_id, b"", Ed25519PrivateKey.generate())
     bases = _bases(rng, me)
     foreign = [_signed(other, wire.PING, 7, None), _signed(other, wire.FIND_NODE, 8, bytes(20))]
 
@@ -233,6 +248,32 @@ def build_corpus(count: int, seed: int) -> Corpus:
         data = rng.choice(foreign)
         return data[: rng.randint(len(data) // 2, len(data) - 1)]
 
+    mac_key = me.pair_keys.key_for(other.public_key)
+    # Public keys of small order (y = 0, y = -1): no MAC key can be agreed with them.
+    small = [y.to_bytes(32, "little") for y in (0, 2**255 - 20)]
+
+    def mac_flagged() -> bytes:
+        head = bytes((wire.PROTOCOL_VERSION, wire.FLAG_MAC))
+        inner = rng.choice(bases)[2 : -wire.SIGNATURE_BYTES]
+        kind = rng.randrange(6)
+        if kind == 0:  # a genuine MAC, for another node (not_for_me)
+            data = head + inner + other.node_id[: wire.RECIPIENT_TAG_BYTES]
+            return data + wire.mac(mac_key, data)
+        if kind == 1:  # cut before the trailer is complete (too_short)
+            return head + rng.randbytes(rng.randint(0, wire.MAC_TRAILER_BYTES))
+        if kind == 2:  # a sender key of small order, its ID matching
+            public = rng.choice(small)
+            fields = [wire.PING, rng.getrandbits(32), wire.node_id_for_key(public), public, 0, None]
+            inner = msgpack.packb(fields, use_bin_type=True)
+        elif kind == 3:  # garbage for the target
+            inner = rng.randbytes(rng.randint(1, 300))
+        data = head + inner + target_id[: wire.RECIPIENT_TAG_BYTES] + rng.randbytes(wire.MAC_BYTES)
+        if kind == 4:  # a forged MAC for the target, damaged anywhere
+            damaged = bytearray(data)
+            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            return bytes(damaged)
+        return data  # kind 5: a forged MAC for the target (bad_signature)
+
     makers = {
         random_bytes: 20,
         random_v1: 14,
@@ -247,6 +288,7 @@ def build_corpus(count: int, seed: int) -> Corpus:
         bomb: 2,
         oversized: 1,
         foreign_truncated: 2,
+        mac_flagged: 6,
     }
     names = [m.__name__ for m in makers]
     picks = rng.choices(list(makers), weights=list(makers.values()), k=count)
@@ -254,7 +296,7 @@ def build_corpus(count: int, seed: int) -> Corpus:
     for maker in picks:
         data = maker()
         try:
-            wire.decode(data)
+            wire.decode(data, keys=predictor)
         except wire.WireError as e:
             corpus.datagrams.append((data, e.reason))
             corpus.kinds[maker.__name__] += 1
@@ -342,7 +384,10 @@ def send_corpus(corpus: Corpus, port: int, noise: socket.socket) -> Sent:
 def ping(
     sock: socket.socket, me: Identity, port: int, txid: int, wait: float
 ) -> wire.Message | None:
-    """Send a signed PING from ``sock`` to the target; its PONG, or None after ``wait`` s."""
+    """Send a signed PING from ``sock`` to the target; its PONG, or None after ``wait`` s.
+
+    The PONG carries a MAC for ``me`` (the target has just learnt its public key).
+    """
     sock.sendto(_signed(me, wire.PING, txid, None), (TARGET, port))
     sock.settimeout(wait)
     end = time.monotonic() + wait
@@ -351,7 +396,7 @@ def ping(
             data, _ = sock.recvfrom(65535)
         except TimeoutError:
             return None
-        msg = wire.decode(data)
+        msg = wire.decode(data, keys=me.pair_keys)
         if msg.txid == txid:
             return msg
         if time.monotonic() > end:
@@ -373,6 +418,9 @@ def test_corpus_covers_every_reason() -> None:
     corpus = build_corpus(20_000, SEED)
     reasons = Counter(reason for _, reason in corpus.datagrams)
     assert set(reasons) == set(wire.REASONS), reasons
+    # MAC-flagged datagrams reach the MAC check itself, not only the header checks.
+    macs = Counter(r for d, r in corpus.datagrams if d[:2] == bytes((1, wire.FLAG_MAC)))
+    assert {"not_for_me", "bad_signature", "too_short", "malformed"} <= set(macs), macs
     assert corpus.valid_skipped < 20, corpus.valid_skipped
 
 
@@ -381,10 +429,6 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
 
     See the module docstring for what is sent and checked.
     """
-    corpus = build_corpus(DATAGRAMS, SEED)
-    reasons = Counter(reason for _, reason in corpus.datagrams)
-    assert set(reasons) == set(wire.REASONS), reasons
-
     target_port, peer_port = free_udp_ports(2)
     target = fleet.spawn("target", host=TARGET, port=target_port)
     peer = fleet.spawn(
@@ -395,6 +439,10 @@ def test_agent_survives_100000_malformed_datagrams(fleet: AgentFleet) -> None:
         extra=["--overlay-rejoin-interval", "5"],
     )
     fleet.wait_ready([target, peer])
+    # Built once the target's node ID is known: MACs are tagged for it.
+    corpus = build_corpus(DATAGRAMS, SEED, bytes.fromhex(target.node_id))
+    reasons = Counter(reason for _, reason in corpus.datagrams)
+    assert set(reasons) == set(wire.REASONS), reasons
 
     def joined() -> bool:
         t, p = counters(target), counters(peer)

@@ -28,6 +28,10 @@ used). The lookup
 * asks, while fewer than ``alpha`` requests are ASKED, the best NEW candidate
   of the window: the one sharing the longest prefix with the target, then the
   lowest known round-trip time (low-latency peers among equally good ones);
+  a *narrow* value lookup (one whose closest candidates likely hold the value)
+  asks one candidate only -- the lowest-RTT one within the radius it is given,
+  else the best by the order above -- until the first answer without the value,
+  soft timeout or failure, then ``alpha``;
 * ends when every candidate of the window has ANSWERED (the k closest known
   nodes all answered; requests outside the window cannot change that set) and
   no SLOW request to a candidate closer than the window's end is still open
@@ -112,11 +116,17 @@ class Lookup:
         find_value: bool = False,
         exclude: bytes | None = None,
         rtt_hint: RttHint | None = None,
+        narrow: int | None = None,
     ) -> None:
         self.target = target
         self.target_key = int.from_bytes(target, "big")
         self.k = k
         self.alpha = alpha
+        #: Requests allowed in flight: 1 while a narrow lookup waits for its first
+        #: answer, ``alpha`` otherwise.
+        self.width = alpha if narrow is None else 1
+        #: The replica radius of a narrow lookup (XOR distance from the target).
+        self.narrow = narrow
         self.find_value = find_value
         self.exclude = exclude
         self._rtt_hint = rtt_hint
@@ -212,7 +222,7 @@ class Lookup:
         if complete and not slow:
             self.done = True
             return out
-        free = self.alpha - self.active
+        free = self.width - self.active
         if free <= 0 or not news:
             return out
         if len(news) > 1:
@@ -221,6 +231,13 @@ class Lookup:
                     rtt = hint(c.node_id) if hint is not None else None
                     c.rank = (c.dist.bit_length(), 1e9 if rtt is None else rtt)
             news.sort(key=_by_rank)
+            radius = self.narrow
+            if self.width == 1 and radius is not None:
+                # Any node within the radius should hold the value: the fastest
+                # of them first (else the closest).
+                inside = [c for c in news if c.dist <= radius]
+                if inside:
+                    news = [min(inside, key=_by_rtt)]
         for c in news[:free]:
             c.state = ASKED
             out.append(c)
@@ -255,6 +272,7 @@ class Lookup:
         if c is None:
             return []
         c.state = ANSWERED
+        self.width = self.alpha
         if self.done:
             return []
         if not self.find_value and c.dist == 0:
@@ -302,6 +320,7 @@ class Lookup:
             return []
         c.state = SLOW
         self.active -= 1
+        self.width = self.alpha
         return self._step()
 
     def failed(self, node_id: bytes) -> list[Candidate]:
@@ -310,6 +329,7 @@ class Lookup:
         if c is None:
             return []
         c.state = FAILED
+        self.width = self.alpha
         return self._step()
 
     # ------------------------------------------------------------- results
@@ -333,3 +353,7 @@ class Lookup:
 
 _by_dist = attrgetter("dist")
 _by_rank = attrgetter("rank")
+
+
+def _by_rtt(c: Candidate) -> float:
+    return c.rank[1] if c.rank is not None else 1e9

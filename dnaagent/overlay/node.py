@@ -129,6 +129,8 @@ NODE_DROP_REASONS = (
 #: How long a peer that said LEAVE is kept out of the routing table (seconds).
 _DEPARTED_SECONDS = 30.0
 _DEPARTED_MAX = 10_000
+#: How long an estimate of the overlay's size is used (seconds).
+_SIZE_ESTIMATE_SECONDS = 30.0
 #: Most peers whose public key is kept for MACs (the table starts over when full).
 _PEER_KEYS_MAX = 4096
 #: Room left in a datagram for the envelope around a body.
@@ -272,6 +274,9 @@ class OverlayNode(DatagramProtocol):
         #: Public keys of the peers heard from, by node ID: a message to one of them
         #: carries a MAC instead of a signature (see dnaagent.wire).
         self._peer_keys: dict[bytes, bytes] = {}
+        #: Estimated overlay size (for narrow value lookups) and when it expires.
+        self._size_estimate = 0.0
+        self._size_estimate_at = 0.0
         self.routing_table = RoutingTable(
             self.node_id,
             k=config.k,
@@ -324,6 +329,9 @@ class OverlayNode(DatagramProtocol):
             "send_errors",
             "lookups",
             "lookups_found",
+            "value_lookups",
+            "value_lookups_narrow",
+            "value_lookup_requests",
             "store_refused",
             "app_requests_in",
             "app_requests_out",
@@ -995,7 +1003,8 @@ class OverlayNode(DatagramProtocol):
         cfg = self.config
         self._counters["lookups"] += 1
         # Unordered: the lookup sorts its candidates itself.
-        closest = self.routing_table.closest(int.from_bytes(target, "big"), cfg.k, ordered=False)
+        target_key = int.from_bytes(target, "big")
+        closest = self.routing_table.closest(target_key, cfg.k, ordered=False)
         lk = Lookup(
             target,
             [(c.node_id, c.address[0], c.address[1]) for c in closest],
@@ -1004,12 +1013,39 @@ class OverlayNode(DatagramProtocol):
             find_value=find_value,
             exclude=self.node_id,
             rtt_hint=self._rtt_hint,
+            narrow=self._replica_radius(target_key, closest)
+            if find_value and cfg.narrow_value_lookups
+            else None,
         )
         d: Deferred[Lookup] = Deferred()
         if not find_value:
             self._seeking.setdefault(target, []).append((lk, d))
         self._lookup_send(lk, d, lk.start())
         return d
+
+    def _replica_radius(self, key: int, contacts: list[Contact]) -> int | None:
+        """Return the radius of ``key``'s replica set if a contact lies within it.
+
+        Values are stored at the ``k`` closest nodes; with N nodes those lie within
+        about ``k * 2**160 / N`` of the key (N estimated from the own
+        neighbourhood, recomputed at most every ``_SIZE_ESTIMATE_SECONDS``).
+        ``None`` when none of ``contacts`` is that close: the lookup must travel.
+        Otherwise the radius returned is half that: the estimate is rough, and a
+        node in the inner half almost surely holds the values.
+        """
+        if not contacts:
+            return None
+        now = self._clock.seconds()
+        if now >= self._size_estimate_at:
+            self._size_estimate = self.routing_table.estimated_size()
+            self._size_estimate_at = now + _SIZE_ESTIMATE_SECONDS
+        n = self._size_estimate
+        k = self.config.k
+        space = 1 << wire.ID_BITS
+        if n <= k:
+            return space
+        radius = int(k * space / n)
+        return radius // 2 if min(c.key ^ key for c in contacts) <= radius else None
 
     def _lookup_send(self, lk: Lookup, d: Deferred[Lookup], cands: list[Candidate]) -> None:
         work = cands
@@ -1018,8 +1054,14 @@ class OverlayNode(DatagramProtocol):
             if not self._query(lk, d, cand):
                 work.extend(lk.failed(cand.node_id))
         if lk.done and not d.called:
+            c = self._counters
             if lk.found:
-                self._counters["lookups_found"] += 1
+                c["lookups_found"] += 1
+            if lk.find_value:
+                c["value_lookups"] += 1
+                c["value_lookup_requests"] += lk.queries
+                if lk.narrow is not None:
+                    c["value_lookups_narrow"] += 1
             if not lk.find_value:
                 self._unseek(lk)
             self.routing_table.touch(lk.target_key, self._clock.seconds())
@@ -1070,6 +1112,10 @@ class OverlayNode(DatagramProtocol):
             retries = cfg.rpc_retries
             # What _rpc would compute from the same RTO (done once here).
             resend = min(max(soft, cfg.min_retransmit), cfg.rpc_timeout / (retries + 2))
+            if lk.width == 1:
+                # A narrow value lookup's only request: widen as soon as it is late
+                # (srtt + rttvar), not after a whole RTO.
+                soft = min(soft, self._hedge_delay_for(node_id))
         return self._rpc(
             cand.address,
             FIND_VALUE if lk.find_value else FIND_NODE,

@@ -30,10 +30,24 @@ Policy:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from dnaagent.overlay.contact import Address, Contact
 from dnaagent.wire import ID_BITS, ID_BYTES
+
+
+def estimate_size(distances: Iterable[int], sample: int = 8) -> float:
+    """Estimate the overlay's size from XOR distances between a node and its peers.
+
+    With N uniform IDs, the i-th closest peer of a node lies at about
+    ``i * 2**160 / N``; the estimate averages that over the ``sample`` closest
+    (non-zero) distances. 0 when there are none.
+    """
+    ds = sorted(d for d in distances if d > 0)[:sample]
+    if not ds:
+        return 0.0
+    space = 1 << ID_BITS
+    return sum(i * space / d for i, d in enumerate(ds, start=1)) / len(ds)
 
 
 class KBucket:
@@ -98,6 +112,11 @@ class RoutingTable:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._index
+
+    def estimated_size(self, sample: int = 8) -> float:
+        """Estimate the overlay's size from the own neighbourhood (:func:`estimate_size`)."""
+        own = self.own_key
+        return estimate_size([c.key ^ own for c in self.closest(own, sample)], sample)
 
     def __iter__(self) -> Iterator[Contact]:
         return iter(list(self._index.values()))

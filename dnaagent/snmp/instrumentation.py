@@ -21,6 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from dnaagent import __version__
+from dnaagent.overlay.routing import estimate_size
 from dnaagent.snmp import mib
 from dnaagent.snmp.tree import OID, MibTree, Value
 from dnaagent.snmp.xbac_mib import update_predictions
@@ -42,15 +43,8 @@ def estimate_overlay_size(own_id: bytes, peer_ids: list[bytes], sample: int = 8)
     if len(own_id) != mib.NODE_ID_LENGTH:
         return 0
     own = int.from_bytes(own_id, "big")
-    distances = sorted(
-        own ^ int.from_bytes(p, "big") for p in peer_ids if len(p) == mib.NODE_ID_LENGTH
-    )
-    distances = [d for d in distances if d][:sample]
-    if not distances:
-        return 0
-    space = 2 ** (8 * mib.NODE_ID_LENGTH)
-    estimates = [i * space / d for i, d in enumerate(distances, start=1)]
-    return int(min(sum(estimates) / len(estimates), 2**32 - 1)) + 0
+    distances = [own ^ int.from_bytes(p, "big") for p in peer_ids if len(p) == mib.NODE_ID_LENGTH]
+    return int(min(estimate_size(distances, sample), 2**32 - 1))
 
 
 def _node_id(value: Any) -> bytes | None:

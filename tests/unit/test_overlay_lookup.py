@@ -204,6 +204,60 @@ def test_prefers_low_rtt_among_equally_good_candidates() -> None:
     assert [c.node_id for c in lk.answered(near_slow, [])] == [far]
 
 
+def _narrow(rtts: dict[bytes, float], radius: int | None = 1 << 25) -> Lookup:
+    ids = list(rtts)
+    return Lookup(
+        _id(0),
+        [(i, "h", n) for n, i in enumerate(ids)],
+        k=4,
+        alpha=3,
+        find_value=True,
+        exclude=_id(99),
+        rtt_hint=rtts.get,
+        narrow=radius,
+    )
+
+
+NEAR, NEAR_FAST, OUTSIDE_FASTEST, FAR = (_id(1 << 8), _id(1 << 20), _id(1 << 26), _id(1 << 30))
+RTTS = {NEAR: 0.2, NEAR_FAST: 0.02, OUTSIDE_FASTEST: 0.001, FAR: 0.1}
+
+
+def test_narrow_value_lookup_asks_the_fastest_node_within_the_radius_only() -> None:
+    """One request, to the lowest-RTT candidate inside the radius; a value ends it."""
+    lk = _narrow(RTTS)
+    assert [c.node_id for c in lk.start()] == [NEAR_FAST]
+    assert lk.active == 1 and lk.width == 1
+    assert lk.found_value(NEAR_FAST, [[b"v", 60]]) == []
+    assert lk.done and lk.found and lk.queries == 1
+
+
+def test_narrow_value_lookup_widens_to_alpha_after_an_answer_without_value() -> None:
+    """No value at the first node: the lookup goes on with alpha requests in flight."""
+    lk = _narrow(RTTS)
+    lk.start()
+    nxt = lk.answered(NEAR_FAST, [])
+    assert len(nxt) == 3 and lk.width == 3 and lk.active == 3
+    assert NEAR_FAST not in [c.node_id for c in nxt]
+
+
+def test_narrow_value_lookup_widens_when_its_request_is_late_or_fails() -> None:
+    """A soft timeout or a failure of the single request opens the other slots."""
+    lk = _narrow(RTTS)
+    lk.start()
+    assert len(lk.soft_timeout(NEAR_FAST)) == 3 and lk.width == 3
+    lk = _narrow(RTTS)
+    lk.start()
+    assert len(lk.failed(NEAR_FAST)) == 3 and lk.width == 3
+
+
+def test_narrow_value_lookup_without_candidate_inside_takes_the_best_ranked() -> None:
+    """Nothing within the radius: the one request goes to the best by prefix, then RTT."""
+    lk = _narrow(RTTS, radius=1 << 4)
+    assert [c.node_id for c in lk.start()] == [NEAR]
+    wide = _narrow(RTTS, radius=None)
+    assert len(wide.start()) == 3 and wide.width == 3
+
+
 def test_empty_lookup_is_done_at_once() -> None:
     """Without any candidate the lookup is done with an empty result."""
     lk = Lookup(_id(1), [], exclude=_id(0))

@@ -22,6 +22,7 @@ from dnaagent.overlay import (
     RemoteError,
     RequestTimeout,
 )
+from dnaagent.overlay.routing import RoutingTable
 from tests.fakes.datagram import MemoryNetwork, raw_sender
 
 PORT = 4001
@@ -802,3 +803,32 @@ def test_simulated_nodes_send_mac_trailers_of_zeros() -> None:
     for _, _, data in net.net.log:
         assert data[1] == wire.FLAG_MAC and data[-16:] == bytes(16)
     assert all(n.counters["dropped"] == 0 for n in net.nodes)
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_get_near_the_replicas_asks_one_node_first(narrow: bool) -> None:
+    """A getter that knows the key's neighbourhood asks one node, not alpha (when narrow)."""
+    net = Net(12, k=4, narrow_value_lookups=narrow)
+    net.join_all()
+    holder = net.nodes[5]
+    key = holder.node_id  # the holder is the closest node to the key
+    assert net.result(net.nodes[1].put(key, b"v")) >= 1
+    key_int = int.from_bytes(key, "big")
+    by_distance = sorted(net.nodes, key=lambda n: int.from_bytes(n.node_id, "big") ^ key_int)
+    getter = by_distance[-1]  # the farthest node: not a replica, no local copy
+    assert not getter.store.get(key, net.clock.seconds())
+    assert net.result(getter.get(key)) == [b"v"]
+    c = getter.counters
+    assert c["value_lookups"] == 1
+    assert c["value_lookups_narrow"] == (1 if narrow else 0)
+    assert c["value_lookup_requests"] == (1 if narrow else 3)
+
+
+def test_routing_table_estimates_the_overlay_size() -> None:
+    """The size estimate from the own neighbourhood is near the number of uniform IDs."""
+    rng = random.Random(3)
+    table = RoutingTable(rng.randbytes(20), k=20)
+    for i in range(2000):
+        table.seen(rng.randbytes(20), ("192.0.2.1", 4000 + i), 0.0)
+    assert 1000 < table.estimated_size() < 4000
+    assert RoutingTable(bytes(20)).estimated_size() == 0.0

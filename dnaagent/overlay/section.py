@@ -100,3 +100,8 @@ class OverlaySection:
     ban_seconds: float = key(
         600.0, "seconds a peer that sent invalid messages is ignored", schema.between(1, 86400)
     )
+    narrow_value_lookups: bool = key(
+        True,
+        "a get that already knows nodes near the key asks one of them first, not alpha "
+        "(fewer datagrams; slower when delays vary much)",
+    )

@@ -278,11 +278,13 @@ class PairKeys:
             self._private = X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
         self._keys: dict[bytes, bytes] = {}
 
-    def key_for(self, peer_public: bytes) -> bytes:
+    def key_for(self, peer_public: bytes, remember: bool = True) -> bytes:
         """Return the MAC key shared with the owner of ``peer_public``.
 
-        Raises :class:`WireError` (``bad_signature``) for a public key no key can be
-        agreed with (not canonical, or of small order).
+        With ``remember`` false a new key is not cached (:func:`decode` caches it only
+        once a MAC made with it has matched, so that forged datagrams cannot flush
+        the cache). Raises :class:`WireError` (``bad_signature``) for a public key
+        no key can be agreed with (not canonical, or of small order).
         """
         key = self._keys.get(peer_public)
         if key is not None:
@@ -298,10 +300,17 @@ class PairKeys:
             raise WireError("bad_signature", "public key cannot agree on a MAC key") from None
         lo, hi = sorted((self._public, peer_public))
         key = hashlib.blake2b(shared + lo + hi, digest_size=32, person=_PAIR_PERSON).digest()
-        if len(self._keys) >= self.limit:
-            self._keys.clear()
-        self._keys[peer_public] = key
+        if remember:
+            self.remember(peer_public, key)
         return key
+
+    def remember(self, peer_public: bytes, key: bytes) -> None:
+        """Cache the key shared with ``peer_public`` (the cache starts over when full)."""
+        keys = self._keys
+        if peer_public not in keys:
+            if len(keys) >= self.limit:
+                keys.clear()
+            keys[peer_public] = key
 
 
 def mac(key: bytes, data: bytes) -> bytes:
@@ -615,11 +624,12 @@ def decode(data: bytes, *, verify: bool = True, keys: PairKeys | None = None) ->
         if signed:
             _verify(public_key, data[-SIGNATURE_BYTES:], data[:-SIGNATURE_BYTES])
         elif keys is not None:  # a MAC (unsigned datagrams were refused above)
-            key = keys.key_for(public_key)
+            key = keys.key_for(public_key, remember=False)
             if not key:
                 raise WireError("unsigned", "no key to check a MAC with")
             if not hmac.compare_digest(mac(key, data[:-MAC_BYTES]), data[-MAC_BYTES:]):
                 raise WireError("bad_signature", "MAC does not match")
+            keys.remember(public_key, key)
     return Message(mtype, txid, sender_id, public_key, role, body, flags != 0)
 
 

@@ -558,3 +558,17 @@ def test_not_for_me_is_a_reason_but_no_ban() -> None:
     assert "not_for_me" not in BAN_REASONS
     assert "bad_signature" in BAN_REASONS
     assert BAN_REASONS <= set(wire.REASONS)
+
+
+def test_only_matching_macs_put_a_pair_key_in_the_cache() -> None:
+    """Forged MACs from many made-up keys cannot flush the receiver's key cache."""
+    receiver = Identity.generate()
+    keys = receiver.pair_keys
+    for _ in range(5):
+        stranger = Identity.generate()
+        forged = _encode_mac(stranger, receiver, wire.PING, None, key=bytes(range(32)))
+        assert _mac_reason(forged, keys) == "bad_signature"
+    assert len(keys._keys) == 0
+    good = _encode_mac(ALICE, receiver, wire.PING, None)
+    assert wire.decode(good, keys=keys).sender_id == ALICE.node_id
+    assert list(keys._keys) == [ALICE.public_key]

@@ -86,6 +86,23 @@ OVERLAY_COUNTERS: dict[str, tuple[str, str, str]] = {
         "Node lookups ended by the searched node's greeting.",
         "",
     ),
+    "value_lookups": (
+        "overlay_value_lookups",
+        "DHT value lookups (gets not answered locally).",
+        "",
+    ),
+    "value_lookups_narrow": (
+        "overlay_value_lookups_narrow",
+        "Value lookups that asked one node near the key first.",
+        "",
+    ),
+    "value_lookup_requests": (
+        "overlay_value_lookup_requests",
+        "FIND_VALUE requests sent by value lookups.",
+        "",
+    ),
+    "macs_out": ("overlay_datagrams_mac", "Datagrams sent with a pair-key MAC.", ""),
+    "signatures_out": ("overlay_datagrams_signed", "Datagrams sent with an Ed25519 signature.", ""),
 }
 
 # Overlay node gauges: counter key -> (name, help).

@@ -87,12 +87,12 @@ def listen_udp(
     if not ports:
         # The caller reports this as one line; no traceback in the log.
         raise errors[0][1] if errors else OSError("no address family enabled for the overlay")
-    for host, e in errors:
+    for host, err in errors:
         log.warn(
             "overlay not listening on {host} port {port}: {why}",
             host=host,
             port=port,
-            why=e.strerror or e,
+            why=err.strerror or err,
         )
     return ports
 

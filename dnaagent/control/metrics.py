@@ -63,6 +63,11 @@ OVERLAY_COUNTERS: dict[str, tuple[str, str, str]] = {
     "lookups": ("overlay_lookups", "Node lookups started.", ""),
     "lookups_found": ("overlay_lookups_found", "Node lookups that found their node.", ""),
     "store_refused": ("overlay_store_refused", "DHT STORE requests refused.", ""),
+    "values_handed_over": (
+        "overlay_values_handed_over",
+        "DHT values stored at a node that joined as a replica of their key.",
+        "",
+    ),
     "app_requests_in": (
         "overlay_app_requests_received",
         "Application requests received from peers.",

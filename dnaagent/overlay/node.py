@@ -333,6 +333,7 @@ class OverlayNode(DatagramProtocol):
             "value_lookups_narrow",
             "value_lookup_requests",
             "store_refused",
+            "values_handed_over",
             "app_requests_in",
             "app_requests_out",
             "announcements",
@@ -777,9 +778,49 @@ class OverlayNode(DatagramProtocol):
             if departed[node_id] > self._clock.seconds():
                 return
             del departed[node_id]
-        check = self.routing_table.seen(node_id, addr, self._clock.seconds(), rtt)
+        table = self.routing_table
+        new = bool(self.store) and node_id not in table
+        check = table.seen(node_id, addr, self._clock.seconds(), rtt)
         if check is not None:
             self._check_liveness(check)
+        if new and node_id in table and self._role_code == ROLE_CORE:
+            self._hand_over(node_id, addr)
+
+    def _hand_over(self, node_id: bytes, addr: Address) -> None:
+        """Store at a newcomer the values it is now a replica of (Kademlia's join rule).
+
+        A node that joins holds nothing, yet lookups may ask it first (it can be
+        among the ``k`` closest to a key, or the fastest such node for a narrow
+        get): a set of values stored before it joined would then come back
+        partial. For every key held here, when the newcomer is among the ``k``
+        closest known nodes and this node is the closest of the others, this
+        node stores its values there with the time they have left, so that one
+        node, not ``k``, hands each key over.
+        """
+        table = self.routing_table
+        k = self.config.k
+        own = table.own_key
+        new_key = int.from_bytes(node_id, "big")
+        now = self._clock.seconds()
+        for key in self.store.keys():
+            key_int = int.from_bytes(key, "big")
+            new_dist = key_int ^ new_key
+            own_dist = key_int ^ own
+            closest = table.closest(key_int, k)
+            if len(closest) >= k and (closest[-1].key ^ key_int) < new_dist:
+                continue  # the newcomer is not a replica of this key
+            if any(c.node_id != node_id and (c.key ^ key_int) < own_dist for c in closest):
+                continue  # a closer node hands it over
+            for value, left in self.store.get(key, now):
+                self._counters["values_handed_over"] += 1
+                self._rpc(
+                    addr,
+                    STORE,
+                    [key, value, max(1, int(left))],
+                    node_id,
+                    _ignore_reply,
+                    _ignore_failure,
+                )
 
     def _check_liveness(self, contact: Contact) -> None:
         """Ping a full bucket's oldest contact; evict it if it does not answer."""

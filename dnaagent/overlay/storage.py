@@ -90,6 +90,10 @@ class ValueStore:
         out.sort(key=lambda item: -item[1])
         return out
 
+    def keys(self) -> list[bytes]:
+        """Return the keys held (a copy: the store may change while the caller walks it)."""
+        return list(self._data)
+
     def expire(self, now: float) -> int:
         """Drop every value whose time is up; return how many were dropped."""
         dropped = 0

@@ -832,3 +832,48 @@ def test_routing_table_estimates_the_overlay_size() -> None:
         table.seen(rng.randbytes(20), ("192.0.2.1", 4000 + i), 0.0)
     assert 1000 < table.estimated_size() < 4000
     assert RoutingTable(bytes(20)).estimated_size() == 0.0
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_newcomer_gets_the_values_it_is_a_replica_of(narrow: bool) -> None:
+    """A node that joins after values were stored receives them (one sender per key), so a
+    get that asks it first returns the whole set, not only what was stored since."""
+    net = Net(8, narrow_value_lookups=narrow)
+    net.join_all()
+    key = b"S" * 20
+    assert net.result(net.nodes[1].put(key, b"v1", ttl=500)) == 8
+    newcomer = net.add()
+    net.result(newcomer.join([net.addr(net.nodes[0])]))
+    net.run(1)
+    now = net.clock.seconds()
+    held = newcomer.store.get(key, now)
+    assert [v for v, _ in held] == [b"v1"]
+    assert 490 < held[0][1] < 500  # the time it had left, not a fresh TTL
+    assert sum(n.counters["values_handed_over"] for n in net.nodes) == 1
+    # A value stored after the join reaches every node; the set read stays whole.
+    assert net.result(net.nodes[2].put(key, b"v2", ttl=500)) == 9
+    reader = net.add()
+    net.result(reader.join([net.addr(newcomer)]))
+    net.run(1)
+    for node in net.nodes:
+        assert sorted(v for v, _ in node.store.get(key, net.clock.seconds())) == [b"v1", b"v2"]
+    assert sorted(net.result(reader.get(key))) == [b"v1", b"v2"]
+
+
+def test_no_hand_over_to_a_node_outside_the_replica_set() -> None:
+    """With k = 3, a newcomer far from the key gets nothing handed over."""
+    net = Net(12, k=3)
+    net.join_all()
+    newcomer = net.add()
+    key_int = int.from_bytes(newcomer.node_id, "big") ^ (1 << 159)  # opposite half
+    key = key_int.to_bytes(20, "big")
+    assert net.result(net.nodes[1].put(key, b"far", ttl=500)) >= 3
+    net.result(newcomer.join([net.addr(net.nodes[0])]))
+    net.run(1)
+    replicas = sorted(net.nodes[:-1], key=lambda n: int.from_bytes(n.node_id, "big") ^ key_int)
+    far = (int.from_bytes(newcomer.node_id, "big") ^ key_int) > (
+        int.from_bytes(replicas[2].node_id, "big") ^ key_int
+    )
+    assert far
+    assert not newcomer.store.get(key, net.clock.seconds())
+    assert sum(n.counters["values_handed_over"] for n in net.nodes) == 0

@@ -92,7 +92,13 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def dump_json(obj: Any, stream: TextIO = sys.stdout) -> None:
-    """Print ``obj`` as one JSON object (NaN as null) followed by a newline."""
+def dump_json(obj: Any, stream: TextIO | None = None) -> None:
+    """Print ``obj`` as one JSON object (NaN as null) followed by a newline.
+
+    ``stream`` defaults to ``sys.stdout`` as it is at the call, not at import
+    (a captured or redirected stdout replaces the object).
+    """
+    if stream is None:
+        stream = sys.stdout
     json.dump(clean_json(obj), stream, sort_keys=False)
     stream.write("\n")

@@ -802,10 +802,16 @@ class OverlayNode(DatagramProtocol):
         own = table.own_key
         new_key = int.from_bytes(node_id, "big")
         now = self._clock.seconds()
+        buckets = table.buckets
         for key in self.store.keys():
             key_int = int.from_bytes(key, "big")
-            new_dist = key_int ^ new_key
             own_dist = key_int ^ own
+            # Every contact in the key's bucket is closer to the key than this node:
+            # then another node hands it over (a cheap test that passes few keys).
+            b = buckets[own_dist.bit_length() - 1] if own_dist else None
+            if b is not None and len(b.contacts) > (node_id in b.contacts):
+                continue
+            new_dist = key_int ^ new_key
             closest = table.closest(key_int, k)
             if len(closest) >= k and (closest[-1].key ^ key_int) < new_dist:
                 continue  # the newcomer is not a replica of this key

@@ -102,3 +102,21 @@ def dump_json(obj: Any, stream: TextIO | None = None) -> None:
         stream = sys.stdout
     json.dump(clean_json(obj), stream, sort_keys=False)
     stream.write("\n")
+
+
+def have_matplotlib(script: str) -> bool:
+    """Tell whether matplotlib can be imported; if not, say once on stderr what to install.
+
+    Figure scripts check this before they start a long run, so that a missing plotting
+    library costs the PNG files (the CSV files are still written), never the run.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            f"{script}: matplotlib is not installed, so no PNG is written (CSV only); "
+            "install it with: pip install 'dnaagent[bench]'",
+            file=sys.stderr,
+        )
+        return False
+    return True

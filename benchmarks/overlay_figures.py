@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (import path)
-from _common import FIGURES, Progress, clean_json
+from _common import FIGURES, Progress, clean_json, have_matplotlib
 
 from dnaagent.sim.scenario import ScenarioConfig, run_scenario
 
@@ -331,6 +331,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the sweeps, write CSV and PNG, print where they are."""
     args = parse_args(argv)
+    plots = have_matplotlib("overlay_figures")
     todo = points(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.cache is not None:
@@ -380,10 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(args.out / "overlay_fig4.csv", size_rows)
     write_csv(args.out / "overlay_fig3.csv", churn_rows)
     write_csv(args.out / "overlay_fig5.csv", [r for r in churn_rows if r["online_min"] >= 30])
-    pngs = plot(args.out, size_rows, churn_rows, args.latency)
-    for path in pngs:
-        print(os.path.relpath(path))
-        print(os.path.relpath(path.with_suffix(".csv")))
+    if plots:
+        for path in plot(args.out, size_rows, churn_rows, args.latency):
+            print(os.path.relpath(path))
+            print(os.path.relpath(path.with_suffix(".csv")))
+    else:
+        for n in (2, 3, 4, 5):
+            print(os.path.relpath(args.out / f"overlay_fig{n}.csv"))
     errors = sum(r.get("errors", 0) for r in results.values())
     if errors:
         print(f"WARNING: {errors} simulated calls raised", file=sys.stderr)

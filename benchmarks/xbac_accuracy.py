@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import FIGURES, ROOT
+from _common import FIGURES, ROOT, have_matplotlib
 
 from dnaagent.xbac.group import GroupingParams, assign_groups
 from dnaagent.xbac.predictor import XbacPredictor
@@ -222,25 +222,37 @@ def cold(
     return out
 
 
-def write_figures(result: dict) -> None:
-    """CDF of the relative errors per setting and method: docs/figures/xbac_accuracy.{png,csv}."""
+def write_figures(result: dict, plots: bool = True) -> None:
+    """CDF of the relative errors per setting and method: docs/figures/xbac_accuracy.{png,csv}.
+
+    With ``plots`` false (matplotlib missing) only the CSV is written.
+    """
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    qs = np.linspace(0.0, 1.0, 101)
+    rows = ["setting,method,quantile,relative_error"]
+    curves: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for name in ("warm", "cold"):
+        curves[name] = []
+        for method, errs in result[name]["_errors"].items():
+            e = np.sort(np.asarray(errs))
+            if e.size == 0:
+                continue
+            curves[name].append((method, e))
+            quant = np.quantile(e, qs)
+            rows += [f"{name},{method},{q:.2f},{v:.4f}" for q, v in zip(qs, quant, strict=True)]
+    (FIGURES / "xbac_accuracy.csv").write_text("\n".join(rows) + "\n")
+    if not plots:
+        log(f"wrote {FIGURES / 'xbac_accuracy.csv'} (no PNG without matplotlib)")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    qs = np.linspace(0.0, 1.0, 101)
-    rows = ["setting,method,quantile,relative_error"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, name in zip(axes, ("warm", "cold"), strict=True):
-        for method, errs in result[name]["_errors"].items():
-            e = np.sort(np.asarray(errs))
-            if e.size == 0:
-                continue
+        for method, e in curves[name]:
             ax.plot(e, np.arange(1, e.size + 1) / e.size, label=f"{method} (n={e.size})")
-            quant = np.quantile(e, qs)
-            rows += [f"{name},{method},{q:.2f},{v:.4f}" for q, v in zip(qs, quant, strict=True)]
         ax.set_xlim(0, 2)
         if name == "warm":
             ax.set_ylim(0.75, 1.0)  # most one-step answers are exact: show the tail
@@ -251,7 +263,6 @@ def write_figures(result: dict) -> None:
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(FIGURES / "xbac_accuracy.png", dpi=100)
-    (FIGURES / "xbac_accuracy.csv").write_text("\n".join(rows) + "\n")
     log(f"wrote {FIGURES / 'xbac_accuracy.png'} and .csv")
 
 
@@ -298,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         print(f"error: data file not found: {args.data} (pass --data PATH)", file=sys.stderr)
         return 2
+    plots = have_matplotlib("xbac_accuracy") if args.figures else False
     t0 = time.monotonic()
     A = load(args.data)
     log(f"loaded {A.shape} in {time.monotonic() - t0:.1f} s")
@@ -319,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - t0, 1),
     }
     if args.figures:
-        write_figures(result)
+        write_figures(result, plots)
     for name in ("warm", "cold"):
         result[name].pop("_errors")
     if args.json:

@@ -32,6 +32,11 @@ used). The lookup
   asks one candidate only -- the lowest-RTT one within the radius it is given,
   else the best by the order above -- until the first answer without the value,
   soft timeout or failure, then ``alpha``;
+* asks, once the ``alpha`` closest candidates of the window have all ANSWERED
+  (nothing closer is left to ask: the lookup has converged), every NEW
+  candidate of the window at once -- Kademlia's last step -- instead of
+  ``alpha`` at a time (:attr:`Lookup.converged`); a node that a later answer
+  adds to the window is asked at once too;
 * ends when every candidate of the window has ANSWERED (the k closest known
   nodes all answered; requests outside the window cannot change that set) and
   no SLOW request to a candidate closer than the window's end is still open
@@ -133,6 +138,9 @@ class Lookup:
         self.candidates: dict[bytes, Candidate] = {}
         self._order: list[Candidate] = []
         self.active = 0
+        #: The ``alpha`` closest candidates have all answered: every new
+        #: candidate of the window is asked at once (Kademlia's last step).
+        self.converged = False
         self.done = False
         self.found = False
         self.value: Any = None
@@ -201,6 +209,9 @@ class Lookup:
         window = 0
         complete = True
         slow = False
+        # How many of the window's closest candidates have answered, in a row:
+        # when the alpha closest all have, the lookup has converged.
+        head = 0
         for c in order:
             s = c.state
             if s == FAILED:
@@ -213,6 +224,8 @@ class Lookup:
                 complete = False
                 if s == NEW:
                     news.append(c)
+            elif head == window - 1:
+                head = window
             if window >= k:
                 break
         # A slow request to a peer closer than the window's end still
@@ -222,7 +235,14 @@ class Lookup:
         if complete and not slow:
             self.done = True
             return out
-        free = self.width - self.active
+        # Kademlia's last step: once the alpha closest known nodes have all
+        # answered without naming anyone closer, the rest of the window is
+        # asked at once instead of alpha at a time, and so is any node that a
+        # late answer adds to the window.
+        if head >= self.alpha:
+            self.converged = True
+        width = k if self.converged else self.width
+        free = width - self.active
         if free <= 0 or not news:
             return out
         if len(news) > 1:
@@ -232,7 +252,7 @@ class Lookup:
                     c.rank = (c.dist.bit_length(), 1e9 if rtt is None else rtt)
             news.sort(key=_by_rank)
             radius = self.narrow
-            if self.width == 1 and radius is not None:
+            if width == 1 and radius is not None:
                 # Any node within the radius should hold the value: the fastest
                 # of them first (else the closest).
                 inside = [c for c in news if c.dist <= radius]

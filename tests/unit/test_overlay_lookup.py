@@ -332,3 +332,54 @@ def test_on_a_clock_soft_timeouts_route_around_a_dead_peer() -> None:
     assert lk.found
     # dead (0.2 s soft timeout) -> alive (0.05) -> target (0.05)
     assert done_at and abs(done_at[0] - 0.30) < 1e-9
+
+
+def test_converged_lookup_asks_the_rest_of_the_window_at_once() -> None:
+    """Once the alpha closest have answered, every new candidate of the window is asked."""
+    # Twenty contacts at distances 2**1 .. 2**20 from the target: the ones
+    # asked first are the closest, and none of them knows anyone closer.
+    target = _id(1 << 100)
+    contacts = [(_id((1 << 100) ^ (1 << i)), "192.0.2.1", 4000 + i) for i in range(1, 21)]
+    lk = Lookup(target, contacts, k=20, alpha=3, exclude=_id(0))
+    out = lk.start()
+    assert len(out) == 3 and not lk.converged
+    nxt = lk.answered(out[0].node_id, [])
+    assert len(nxt) == 1  # one finished, one more: alpha at a time
+    nxt = lk.answered(out[1].node_id, [])
+    assert len(nxt) == 1 and not lk.converged
+    rest = lk.answered(out[2].node_id, [])
+    assert lk.converged
+    # The three closest answered, two are out: the other 15 are asked now.
+    assert len(rest) == 15 and lk.active == 17
+    assert all(c.state == ASKED for c in rest)
+    # A late answer that names a node closer than all of them: asked at once.
+    closer = _id((1 << 100) ^ 1)
+    assert [c.node_id for c in lk.answered(rest[-1].node_id, [(closer, "192.0.2.2", 1)])] == [
+        closer
+    ]
+
+
+def test_last_step_shortens_a_key_lookup_on_a_clock() -> None:
+    """On a clock, a key lookup in 400 nodes ends in fewer round trips and asks no more nodes."""
+    world = World(400, seed=11)
+    rng = random.Random(12)
+    times, queries = [], []
+    for _ in range(10):
+        origin, target = rng.choice(world.ids), rng.randbytes(20)
+        lk = _start(world, origin, target, k=20, alpha=3)
+        done_at = _drive(
+            Clock(),
+            lk,
+            lambda _nid: 0.1,
+            lambda nid, target=target: world.answer(nid, target),  # type: ignore[misc]
+            soft=1.0,
+            hard=2.0,
+        )
+        assert lk.done and [c.node_id for c in lk.result()] == world.true_closest(
+            target, 20, origin
+        )
+        times.append(done_at[0])
+        queries.append(lk.queries)
+    # Alpha at a time, the 20 of the window alone take 7 round trips of 0.1 s.
+    assert max(times) <= 0.45, times
+    assert max(queries) <= 30, queries

@@ -68,6 +68,11 @@ OVERLAY_COUNTERS: dict[str, tuple[str, str, str]] = {
         "DHT values stored at a node that joined as a replica of their key.",
         "",
     ),
+    "rejoins": (
+        "overlay_rejoins",
+        "Joins again through the seeds by a node that knew few peers and none of its seeds.",
+        "",
+    ),
     "app_requests_in": (
         "overlay_app_requests_received",
         "Application requests received from peers.",

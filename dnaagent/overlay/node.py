@@ -303,6 +303,11 @@ class OverlayNode(DatagramProtocol):
         self._ban_log_left = _BAN_LOG_BURST
         self._ban_log_quiet = 0
         self._departed: dict[bytes, float] = {}
+        #: The seeds of the last join (see :meth:`_rejoin_if_cut_off`), when the
+        #: next check may join through them again, and the wait after that.
+        self._seeds: list[Address] = []
+        self._rejoin_at = 0.0
+        self._rejoin_wait = _REJOIN_FIRST
         self._transports: dict[str, Any] = {}
         self._single: Any = None  # the transport when there is exactly one
         self._timers: dict[str, Any] = {}
@@ -334,6 +339,7 @@ class OverlayNode(DatagramProtocol):
             "value_lookup_requests",
             "store_refused",
             "values_handed_over",
+            "rejoins",
             "app_requests_in",
             "app_requests_out",
             "announcements",
@@ -1236,6 +1242,7 @@ class OverlayNode(DatagramProtocol):
             self.announce(self.discovery_addresses)
         if not seeds:
             return succeed(len(self.routing_table))
+        self._seeds = [(str(h), int(p)) for h, p in seeds]
 
         def ping_seed(address: Address, left: int) -> Deferred[bool]:
             d = self.ping(address)
@@ -1548,7 +1555,7 @@ class OverlayNode(DatagramProtocol):
 
     def _start_jobs(self) -> None:
         cfg = self.config
-        self._every("expire", 60.0, self._expire)
+        self._every("expire", 60.0, self._each_minute)
         self._every("neighbours", cfg.neighbour_refresh_interval, self._refresh_neighbours)
         self._every("buckets", cfg.bucket_refresh_interval / 4, self._refresh_buckets)
         self._every("republish", cfg.republish_interval, self._republish)
@@ -1571,6 +1578,44 @@ class OverlayNode(DatagramProtocol):
                 )
 
         self._timers[name] = self._clock.callLater(interval * self._rng.uniform(0.5, 1.0), run)
+
+    def _each_minute(self) -> None:
+        self._expire()
+        self._rejoin_if_cut_off()
+
+    def _rejoin_if_cut_off(self) -> None:
+        """Join again through the seeds when few peers and none of the seeds are known.
+
+        A node whose own join failed (every seed ping lost) but which later
+        newcomers joined through holds only them: together they form an island
+        that a self-lookup cannot leave, and with a peer known the agent's
+        rejoin loop (which acts while no peer is known) does nothing. Such a
+        node knows fewer than k peers and none at its seeds' addresses: it
+        joins through them again, at most every minute at first and then ever
+        less often (up to once an hour) while that changes nothing. A node
+        that lists its own address among its seeds pays one ping in vain per
+        attempt.
+        """
+        seeds = self._seeds
+        table = self.routing_table
+        if not seeds or not len(table) or len(table) >= self.config.k:
+            return
+        known = {c.address for c in table}
+        if any(s in known for s in seeds):
+            self._rejoin_wait = _REJOIN_FIRST
+            return
+        now = self._clock.seconds()
+        if now < self._rejoin_at:
+            return
+        self._rejoin_at = now + self._rejoin_wait
+        self._rejoin_wait = min(self._rejoin_wait * 2, _REJOIN_LONGEST)
+        self._counters["rejoins"] += 1
+        log.info(
+            "overlay: {n} peers known and none of the seeds: joining again through {seeds}",
+            n=len(table),
+            seeds=", ".join(f"{h}:{p}" for h, p in seeds),
+        )
+        self.join(seeds).addErrback(lambda f: log.info("rejoin failed: {e}", e=f.getErrorMessage()))
 
     def _expire(self) -> None:
         now = self._clock.seconds()
@@ -1625,6 +1670,11 @@ class OverlayNode(DatagramProtocol):
     def _discover(self) -> None:
         if len(self.routing_table) < self.config.k and self.discovery_addresses:
             self.announce(self.discovery_addresses)
+
+
+#: Waits between joins again through the seeds of a node cut off from them (s).
+_REJOIN_FIRST = 60.0
+_REJOIN_LONGEST = 3600.0
 
 
 def _remember(table: dict[Any, float], key: Any, until: float, now: float, limit: int) -> None:

@@ -877,3 +877,61 @@ def test_no_hand_over_to_a_node_outside_the_replica_set() -> None:
     assert far
     assert not newcomer.store.get(key, net.clock.seconds())
     assert sum(n.counters["values_handed_over"] for n in net.nodes) == 0
+
+
+def _island(**cfg: Any) -> tuple[Net, OverlayNode, OverlayNode, list[bool]]:
+    """Five joined nodes; node 5 fails to join through node 0, then node 6 joins through it."""
+    net = Net(7, rpc_timeout=0.5, **cfg)
+    main, cut, newcomer = net.nodes[:5], net.nodes[5], net.nodes[6]
+    for node in main[1:]:
+        net.result(node.join([net.addr(main[0])]))
+    seed = net.addr(main[0])
+    cut_addr = net.addr(cut)
+    blocked = [True]
+    # Every datagram between the cut-off node and the seed is lost while blocked.
+    _lose(net, lambda src, dst, data: blocked[0] and {src, dst} == {seed, cut_addr})
+    with pytest.raises(JoinError):
+        net.result(cut.join([seed], attempts=2), seconds=5)
+    blocked[0] = False
+    assert net.result(newcomer.join([cut_addr])) == 1
+    return net, cut, newcomer, blocked
+
+
+def test_node_cut_off_from_its_seeds_joins_again() -> None:
+    """A node knowing a few peers but none of its seeds joins through them again."""
+    net, cut, newcomer, _ = _island()
+    main = net.nodes[:5]
+    # The two know only each other: an island no lookup can leave.
+    assert len(cut.routing_table) == 1 and len(newcomer.routing_table) == 1
+    assert cut.counters["rejoins"] == 0
+    net.run(61)  # the first minutely check comes within the first minute
+    assert cut.counters["rejoins"] == 1
+    assert all(n.node_id in cut.routing_table for n in main)
+    # The island is gone: a node of the main part finds the newcomer.
+    contacts = net.result(main[3].lookup(newcomer.node_id))
+    assert contacts[0].node_id == newcomer.node_id
+    # Knowing its seed now, the node does not join again.
+    net.run(180)
+    assert cut.counters["rejoins"] == 1
+    # The newcomer knew its seed all along: it never joined again.
+    assert newcomer.counters["rejoins"] == 0
+
+
+def test_rejoins_back_off_while_the_seeds_stay_unreachable() -> None:
+    """While the seeds stay out of reach the node tries after 1, 2, 4, ... minutes."""
+    net, cut, _, blocked = _island()
+    blocked[0] = True
+    net.run(60 * 8)
+    # Checks once a minute: attempts at about 1, 2, 4 and 8 minutes, not 8.
+    assert 2 <= cut.counters["rejoins"] <= 4
+    assert cut.counters["rejoins"] < 8
+
+
+@pytest.mark.parametrize("k", [4, 20], ids=["k-peers-known", "seed-known"])
+def test_nodes_that_know_k_peers_or_a_seed_never_join_again(k: int) -> None:
+    """A node with k peers, or with fewer but its seed among them, does not rejoin."""
+    net = Net(6, k=k)
+    net.join_all()
+    net.run(300)
+    assert all(len(n.routing_table) == 5 for n in net.nodes)
+    assert all(n.counters["rejoins"] == 0 for n in net.nodes)
